@@ -1,0 +1,39 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+# a model small enough for a 2-core CPU, with the flags every test run shares
+TINY = ["--model", "d12", "--n_layer", "2", "--n_head", "2", "--n_embd", "64", "--sequence_length", "64", "--batch_size", "4"]
+
+
+def pytest_collection_modifyitems(config, items):
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+def run_trainer(*flags, launcher=(sys.executable,), check=True):
+    """Run train_gpt2_mod.py in a subprocess; return the CompletedProcess."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([*launcher, str(REPO / "train_gpt2_mod.py"), *flags], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"trainer failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def read_metrics(output_dir):
+    return [json.loads(line) for line in (Path(output_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def losses(records, key="train_loss"):
+    return {r["step"]: r[key] for r in records if key in r}

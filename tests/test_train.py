@@ -1,0 +1,110 @@
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, TINY, losses, read_metrics, run_trainer
+from train_gpt2_mod import main
+
+SHORT = [*TINY, "--warmup_iters", "2", "--learning_rate", "3e-3", "--val_tokens", "4096"]
+
+
+def test_loss_falls_on_bundled_data(tmp_path):
+    main([*SHORT, "--num_iterations", "40", "--val_loss_every", "20", "--output_dir", str(tmp_path)])
+    records = read_metrics(tmp_path)
+    train, val = losses(records), losses(records, "val_loss")
+    assert train[1] > 10.0  # ln(50304) = 10.8 at init
+    assert sum(train[s] for s in range(36, 41)) / 5 < train[1] - 2.0
+    assert val[40] < val[0] - 2.0
+    assert sorted(val) == [0, 20, 40]
+    assert (tmp_path / "ckpt_000040.pt").exists() and (tmp_path / "run.json").exists()
+    assert all("tokens" in r and "train_time_s" in r for r in records)
+
+
+def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path):
+    flags = [*SHORT, "--num_iterations", "8", "--val_loss_every", "2"]
+    whole = tmp_path / "whole"
+    main([*flags, "--save_every", "4", "--output_dir", str(whole)])
+    # a run that crashed after step 6: its checkpoint at 4 and its log up to step 6
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    shutil.copy(whole / "ckpt_000004.pt", crashed)
+    lines = (whole / "metrics.jsonl").read_text().splitlines()
+    (crashed / "metrics.jsonl").write_text("".join(l + "\n" for l in lines if '"step": 7' not in l and '"step": 8' not in l))
+    main([*flags, "--save_every", "4", "--output_dir", str(crashed), "--resume_from", "latest"])
+    a, b = read_metrics(whole), read_metrics(crashed)
+    assert [r["step"] for r in a] == [r["step"] for r in b]  # nothing logged twice, nothing lost
+    assert losses(a) == losses(b)  # exact equality, not approximate
+    assert losses(a, "val_loss") == losses(b, "val_loss")
+    assert len(losses(b)) == 8
+
+
+def test_gradient_accumulation_matches_a_bigger_batch(tmp_path):
+    common = [*SHORT, "--num_iterations", "4", "--val_loss_every", "0", "--grad_clip", "0"]
+    main([*common, "--batch_size", "8", "--output_dir", str(tmp_path / "big")])
+    main([*common, "--batch_size", "4", "--total_batch_size", str(8 * 64), "--output_dir", str(tmp_path / "accum")])
+    big, accum = losses(read_metrics(tmp_path / "big")), losses(read_metrics(tmp_path / "accum"))
+    for step in big:
+        assert accum[step] == pytest.approx(big[step], abs=1e-4)
+
+
+def test_ddp_on_cpu_matches_one_process(tmp_path):
+    """torchrun with 2 gloo ranks of batch 4 follows the 1-process batch-8 curve."""
+    common = [*SHORT, "--num_iterations", "4", "--val_loss_every", "2"]
+    run_trainer(*common, "--batch_size", "8", "--output_dir", str(tmp_path / "one"))
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
+    run_trainer(*common, "--batch_size", "4", "--output_dir", str(tmp_path / "two"), launcher=torchrun)
+    one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+    for key in ("train_loss", "val_loss"):
+        a, b = losses(one, key), losses(two, key)
+        assert a.keys() == b.keys()
+        for step in a:
+            assert b[step] == pytest.approx(a[step], abs=1e-4)
+
+
+def test_sampling_prints_text(tmp_path):
+    proc = run_trainer(*SHORT, "--num_iterations", "2", "--sample_every", "2", "--sample_length", "8", "--output_dir", str(tmp_path))
+    assert "sample at step 0:" in proc.stdout and "sample at step 2:" in proc.stdout
+
+
+def test_run_sh_passes_flags_and_resumes(tmp_path):
+    out = str(tmp_path / "run")
+    flags = [*SHORT, "--num_iterations", "3", "--output_dir", out, "--sample_every", "0"]
+    first = subprocess.run(["bash", str(REPO / "run.sh"), *flags], capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = subprocess.run(["bash", str(REPO / "run.sh"), *flags[:-4], "--num_iterations", "5", "--output_dir", out, "--resume"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resumed from" in again.stdout
+    assert sorted(losses(read_metrics(out))) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--model", "d13"], "unknown model 'd13'; valid names: d12, d24"),
+        (["--sequence_length", "2048"], "longer than the model's block_size 1024"),
+        (["--total_batch_size", "1000"], "not a multiple of batch_size * sequence_length * world_size"),
+        (["--input_bin", "/nonexistent/*.bin"], "matches no file"),
+        (["--learning_rate_decay_frac", "2"], "must be in [0, 1]"),
+        (["--batch_size", "0"], "--batch_size must be at least 1"),
+        (["--n_head", "5"], "must be a multiple of n_head"),
+        (["--resume_from", "latest"], "no checkpoint"),
+        (["--warmup_iters", "500", "--num_iterations", "100"], "exceed --num_iterations"),
+    ],
+)
+def test_bad_input_fails_clearly(tmp_path, flags, message):
+    proc = run_trainer(*TINY, "--output_dir", str(tmp_path), *flags, check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_corrupt_shard_and_existing_run_fail_clearly(tmp_path):
+    bad = tmp_path / "bad_000001.bin"
+    bad.write_bytes(b"\0" * 2000)
+    proc = run_trainer(*TINY, "--input_bin", str(bad), "--output_dir", str(tmp_path / "o"), check=False)
+    assert proc.returncode == 2 and f"{bad} is not an llm.c shard" in proc.stderr
+    main([*SHORT, "--num_iterations", "2", "--output_dir", str(tmp_path / "run")])
+    proc = run_trainer(*SHORT, "--num_iterations", "2", "--output_dir", str(tmp_path / "run"), check=False)
+    assert proc.returncode == 2 and "already holds a run" in proc.stderr

@@ -1,0 +1,907 @@
+"""
+GPT-2 pretraining in one file, for comparing architecture choices at GPT-2 scale.
+
+Read top to bottom: config, layers, attention, model, data, optimizer and schedule,
+checkpointing, training loop, command line. Launch with torchrun on 1 to 8 GPUs per node
+(or plain python on a CPU):
+
+    torchrun --standalone --nproc_per_node=8 train_gpt2_mod.py --model d12 \
+        --input_bin "data/fineweb10B/fineweb_train_*.bin" \
+        --input_val_bin "data/fineweb10B/fineweb_val_*.bin"
+
+With no --input_bin it trains on the bundled Shakespeare shards in data/shakespeare/.
+"""
+
+import argparse
+import dataclasses
+import glob
+import importlib.util
+import json
+import math
+import os
+import random
+import re
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+REPO_DIR = Path(__file__).resolve().parent
+GPT2_VOCAB_SIZE = 50257  # real GPT-2 vocabulary; the model pads it to a multiple of 64
+GPT2_EOT = 50256  # <|endoftext|>, the document separator in every shard
+
+
+class UsageError(Exception):
+    """A problem with the user's input (flags, data, checkpoint): printed plainly, exit code 2."""
+
+
+# -----------------------------------------------------------------------------
+# Config
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024  # longest sequence the rotary tables cover
+    vocab_size: int = 50304  # GPT-2's 50257 padded to a multiple of 64 for faster matmuls
+    n_layer: int = 12  # transformer blocks
+    n_head: int = 12  # attention heads; head_dim = n_embd // n_head
+    n_embd: int = 768  # width of the residual stream
+    bias: bool = True  # biases in Linear layers and LayerNorms, as in GPT-2
+    norm_type: str = "layernorm"  # "layernorm" (GPT-2, eps 1e-5) or "rmsnorm" (eps 1e-6)
+    rope_theta: float = 10000.0  # base of the rotary embedding frequencies
+
+    def validate(self):
+        if self.norm_type not in NORM_TYPES:
+            raise UsageError(f"norm_type must be one of {', '.join(NORM_TYPES)}, not {self.norm_type!r}")
+        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name} must be at least 1, not {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise UsageError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+        if (self.n_embd // self.n_head) % 2:
+            raise UsageError(f"head_dim = n_embd / n_head = {self.n_embd // self.n_head} must be even for rotary embeddings")
+        if self.vocab_size < GPT2_VOCAB_SIZE:
+            raise UsageError(f"vocab_size ({self.vocab_size}) must cover GPT-2's {GPT2_VOCAB_SIZE} tokens")
+
+
+MODEL_CONFIGS = {
+    "d12": GPTConfig(n_layer=12, n_head=12, n_embd=768),  # GPT-2 124M
+    "d24": GPTConfig(n_layer=24, n_head=16, n_embd=1024),  # GPT-2 350M
+    "d36": GPTConfig(n_layer=36, n_head=20, n_embd=1280),  # GPT-2 774M
+    "d48": GPTConfig(n_layer=48, n_head=25, n_embd=1600),  # GPT-2 1558M
+}
+
+
+# -----------------------------------------------------------------------------
+# Layers
+
+NORM_TYPES = ("layernorm", "rmsnorm")
+
+
+class Norm(nn.Module):
+    """LayerNorm or RMSNorm with statistics in fp32 whatever the input dtype."""
+
+    def __init__(self, dim, norm_type, bias):
+        super().__init__()
+        self.norm_type = norm_type
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim)) if bias and norm_type == "layernorm" else None
+
+    def forward(self, x):
+        shape = (x.size(-1),)
+        if self.norm_type == "layernorm":
+            y = F.layer_norm(x.float(), shape, self.weight, self.bias, eps=1e-5)
+        else:
+            y = F.rms_norm(x.float(), shape, self.weight, eps=1e-6)
+        return y.type_as(x)
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding tables (RoFormer); rotates the first and second half of each head."""
+
+    def __init__(self, dim, max_seq_len, theta):
+        super().__init__()
+        inv_freq = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+        angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), inv_freq)
+        # non-persistent: derived from the config, so checkpoints do not carry them
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x):
+        """x: (B, T, H, dim) -> the same, rotated by position."""
+        T = x.size(1)
+        cos = self.cos[None, :T, None, :].to(x.dtype)
+        sin = self.sin[None, :T, None, :].to(x.dtype)
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+def causal_attention(q, k, v):
+    """The attention kernel call every attention class goes through: (B, T, H, D) in and out."""
+    y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+    return y.transpose(1, 2)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head attention with rotary positions, on SDPA."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.n_head = config.n_head
+        self.head_dim = config.n_embd // config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.rotary = Rotary(self.head_dim, config.block_size, config.rope_theta)
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim).unbind(dim=2)
+        y = causal_attention(self.rotary(q), self.rotary(k), v)
+        return self.c_proj(y.reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+
+    def forward(self, x):
+        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = Norm(config.n_embd, config.norm_type, config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = Norm(config.n_embd, config.norm_type, config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        x = x + self.mlp(self.ln_2(x))
+        return x
+
+
+# -----------------------------------------------------------------------------
+# Model
+
+
+class GPT(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                ln_f=Norm(config.n_embd, config.norm_type, config.bias),
+            )
+        )
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # tied, as in GPT-2
+        self.apply(self._init_weights)
+        # GPT-2: residual projections scaled so the residual stream's variance does not grow with depth
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_params(self):
+        """Parameter count, the tied embedding counted once."""
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self, seq_len):
+        """Training FLOPs per token (PaLM appendix B): 6N for the weights plus the attention scores."""
+        c = self.config
+        return 6 * self.num_params() + 12 * c.n_layer * c.n_embd * seq_len
+
+    def forward(self, idx, targets=None):
+        x = self.transformer.wte(idx)
+        for block in self.transformer.h:
+            x = block(x)
+        x = self.transformer.ln_f(x)
+        if targets is None:
+            return self.lm_head(x[:, [-1], :]), None
+        logits = self.lm_head(x)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1))
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
+        """Append max_new_tokens sampled tokens to idx (B, T); top_k=1 is greedy."""
+        for _ in range(max_new_tokens):
+            logits, _ = self(idx[:, -self.config.block_size :])
+            logits = logits[:, -1, :GPT2_VOCAB_SIZE].float() / temperature
+            if top_k is not None:
+                kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            next_token = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
+            idx = torch.cat((idx, next_token), dim=1)
+        return idx
+
+
+# -----------------------------------------------------------------------------
+# Data: llm.c shards (256 int32 header: magic, version, token count; then uint16 tokens)
+
+SHARD_MAGIC = 20240520
+SHARD_VERSION = 1
+SHARD_HEADER_BYTES = 256 * 4
+
+
+def write_shard(path, tokens):
+    """Write tokens as an llm.c shard, atomically (a crash leaves no half-written file)."""
+    tokens = np.asarray(tokens)
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= 2**16):
+        raise ValueError("shard tokens must fit in uint16")
+    header = np.zeros(256, dtype=np.int32)
+    header[:3] = (SHARD_MAGIC, SHARD_VERSION, tokens.size)
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(header.tobytes())
+        f.write(tokens.astype(np.uint16).tobytes())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def shard_token_count(path):
+    """Check a shard's header and size; return its token count."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            raw = f.read(SHARD_HEADER_BYTES)
+    except OSError as e:
+        raise UsageError(f"cannot read shard {path}: {e.strerror}") from e
+    if len(raw) < SHARD_HEADER_BYTES:
+        raise UsageError(f"{path} is not an llm.c shard: {size} bytes, shorter than the {SHARD_HEADER_BYTES}-byte header")
+    magic, version, ntok = np.frombuffer(raw, dtype=np.int32)[:3]
+    if magic != SHARD_MAGIC:
+        raise UsageError(f"{path} is not an llm.c shard: magic number {magic}, expected {SHARD_MAGIC}")
+    if version != SHARD_VERSION:
+        raise UsageError(f"{path}: shard version {version} is not supported (expected {SHARD_VERSION})")
+    expected = SHARD_HEADER_BYTES + 2 * int(ntok)
+    if size != expected:
+        what = "truncated" if size < expected else "longer than its header says"
+        raise UsageError(f"{path} is {what}: the header says {ntok} tokens ({expected} bytes), the file has {size} bytes")
+    return int(ntok)
+
+
+def read_shard(path):
+    return np.memmap(path, dtype=np.uint16, mode="r", offset=SHARD_HEADER_BYTES, shape=(shard_token_count(path),))
+
+
+def find_shards(pattern, flag):
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise UsageError(f"{flag} {pattern!r} matches no file")
+    return files
+
+
+class DistributedTokenLoader:
+    """Batches from a list of shards, in order, cycling when they run out.
+
+    Each step takes world_size * B * T consecutive tokens; rank r reads the r-th contiguous slice
+    of B * T (+1 for the targets). The position (shard, offset) is the same on every rank and is
+    saved in checkpoints, so a resumed run reads exactly what the uninterrupted run would have.
+    """
+
+    def __init__(self, files, B, T, rank, world_size):
+        self.files, self.B, self.T, self.rank, self.world_size = files, B, T, rank, world_size
+        self.step_tokens = B * T * world_size
+        for path in files:
+            ntok = shard_token_count(path)
+            if ntok < self.step_tokens + 1:
+                raise UsageError(
+                    f"{path} has {ntok} tokens, fewer than one step needs "
+                    f"(batch_size * sequence_length * world_size + 1 = {self.step_tokens + 1}): "
+                    "lower --batch_size or --sequence_length"
+                )
+        self.load_state_dict({"shard": 0, "position": 0})
+
+    def state_dict(self):
+        return {"shard": self.shard, "position": self.position}
+
+    def load_state_dict(self, state):
+        self.shard, self.position = state["shard"] % len(self.files), state["position"]
+        self.tokens = read_shard(self.files[self.shard])
+
+    def next_batch(self):
+        start = self.position + self.rank * self.B * self.T
+        buf = torch.from_numpy(self.tokens[start : start + self.B * self.T + 1].astype(np.int64))
+        x, y = buf[:-1].view(self.B, self.T), buf[1:].view(self.B, self.T)
+        self.position += self.step_tokens
+        if self.position + self.step_tokens + 1 > len(self.tokens):
+            self.load_state_dict({"shard": self.shard + 1, "position": 0})
+        return x, y
+
+
+def read_val_tokens(files, max_tokens):
+    """The first max_tokens tokens of the val shards, concatenated (or all of them, if fewer)."""
+    parts, total = [], 0
+    for path in files:
+        part = read_shard(path)[: max_tokens - total]
+        parts.append(np.asarray(part))
+        total += part.size
+        if total >= max_tokens:
+            break
+    return np.concatenate(parts)
+
+
+# -----------------------------------------------------------------------------
+# Optimizer and schedule
+
+
+def make_optimizer(model, learning_rate, weight_decay, device_type):
+    """AdamW; weight decay on matrices and embeddings only, never on norms or biases."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    # fused needs device_type "cuda" (not "cuda:N": that silently turns it off in llm.c)
+    return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.95), eps=1e-8, fused=device_type == "cuda")
+
+
+def learning_rate_at(step, args):
+    """Linear warmup, then cosine decay (or, with --warmdown_iters, constant then linear decay)
+    down to learning_rate * learning_rate_decay_frac at the last step."""
+    lr, min_lr = args.learning_rate, args.learning_rate * args.learning_rate_decay_frac
+    if step < args.warmup_iters:
+        return lr * (step + 1) / args.warmup_iters
+    if args.warmdown_iters > 0:
+        warmdown_start = args.num_iterations - args.warmdown_iters
+        if step < warmdown_start:
+            return lr
+        return lr + (min_lr - lr) * (step - warmdown_start + 1) / args.warmdown_iters
+    progress = (step - args.warmup_iters + 1) / max(1, args.num_iterations - args.warmup_iters)
+    return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+# -----------------------------------------------------------------------------
+# Checkpointing
+
+CHECKPOINT_RE = re.compile(r"^ckpt_(\d+)\.pt$")
+
+
+def checkpoint_path(output_dir, step):
+    return Path(output_dir) / f"ckpt_{step:06d}.pt"
+
+
+def list_checkpoints(output_dir):
+    """Completed checkpoints in output_dir, oldest first (temporary files are skipped)."""
+    found = []
+    if Path(output_dir).is_dir():
+        for p in Path(output_dir).iterdir():
+            m = CHECKPOINT_RE.match(p.name)
+            if m:
+                found.append((int(m.group(1)), p))
+    return [p for _, p in sorted(found)]
+
+
+def rng_states():
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
+
+
+def set_rng_states(states):
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state(states["cuda"])
+
+
+def save_checkpoint(path, model, optimizer, step, train_time, loader, config, args):
+    """Write to a temporary file, fsync, then rename: a crash never leaves a half-written checkpoint."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,  # optimizer steps completed
+        "train_time_s": train_time,
+        "loader": loader.state_dict(),
+        "rng": rng_states(),
+        "config": dataclasses.asdict(config),
+        "args": vars(args),
+    }
+    tmp = Path(f"{path}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise UsageError(f"cannot load checkpoint {path}: {e}") from e
+
+
+def resolve_resume_path(resume_from, output_dir):
+    if resume_from == "latest":
+        found = list_checkpoints(output_dir)
+        if not found:
+            raise UsageError(f"--resume_from latest: no checkpoint (ckpt_*.pt) in {output_dir}")
+        return found[-1]
+    if not Path(resume_from).is_file():
+        raise UsageError(f"--resume_from {resume_from}: no such file")
+    return Path(resume_from)
+
+
+# -----------------------------------------------------------------------------
+# Logging and tokenizer
+
+# Dense bf16 tensor-core peaks (FLOP/s) by device name, for MFU; an unknown GPU gets no MFU.
+GPU_PEAK_BF16_FLOPS = (
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989.5e12),
+    ("H200", 989.5e12),
+    ("GH200", 989.5e12),
+    ("A100", 312e12),
+    ("A10G", 70e12),
+    ("L4", 121e12),
+    ("L40S", 362e12),
+    ("RTX 4090", 165.2e12),
+    ("RTX 3090", 71e12),
+)
+
+
+def gpu_peak_flops(device_name):
+    for key, peak in GPU_PEAK_BF16_FLOPS:
+        if key in device_name:
+            return peak
+    return None
+
+
+def write_json_atomic(path, obj):
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+class MetricsLog:
+    """metrics.jsonl in the output dir: one JSON object per line, written by rank 0.
+
+    "step" counts optimizer steps completed: a train record at step s follows the s-th update, a
+    val record at step s scores the model after s updates.
+    """
+
+    def __init__(self, path, keep_before_step=None):
+        self.path = Path(path)
+        if keep_before_step is None:
+            self.file = open(self.path, "w")
+            return
+        # resuming from a checkpoint taken after step k: keep what was logged before it was
+        # written (train records up to k, val records before k); the resumed run logs the rest again
+        def logged_before_checkpoint(record):
+            return record["step"] < keep_before_step or ("train_loss" in record and record["step"] == keep_before_step)
+
+        lines = self.path.read_text().splitlines() if self.path.exists() else []
+        kept = [line for line in lines if line and logged_before_checkpoint(json.loads(line))]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, self.path)
+        self.file = open(self.path, "a")
+
+    def write(self, record):
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+    def close(self):
+        self.file.close()
+
+
+GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+def gpt2_encoding():
+    """GPT-2's BPE from the rank file bundled in data/ (the same ranks as tiktoken's "gpt2", which
+    it downloads and so needs the internet); tiktoken's own download is the fallback."""
+    import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
+
+    rank_file = REPO_DIR / "data" / "gpt2.tiktoken"
+    if not rank_file.exists():
+        return tiktoken.get_encoding("gpt2")
+    return tiktoken.Encoding(
+        name="gpt2",
+        pat_str=GPT2_SPLIT_PATTERN,
+        mergeable_ranks=load_tiktoken_bpe(str(rank_file)),
+        special_tokens={"<|endoftext|>": GPT2_EOT},
+        explicit_n_vocab=GPT2_VOCAB_SIZE,
+    )
+
+
+# -----------------------------------------------------------------------------
+# Training loop
+
+
+def setup_distributed(args):
+    """(rank, local_rank, world_size, device) from torchrun's environment; plain python is rank 0 of 1."""
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+    device_type = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device_type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda, but PyTorch sees no CUDA GPU")
+    if device_type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise UsageError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPUs are visible")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world_size > 1:
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo", device_id=device if device_type == "cuda" else None)
+    return rank, local_rank, world_size, device
+
+
+def all_reduce_mean(value, world_size):
+    if world_size > 1:
+        dist.all_reduce(value, op=dist.ReduceOp.AVG if value.is_cuda else dist.ReduceOp.SUM)
+        if not value.is_cuda:  # gloo has no AVG
+            value /= world_size
+    return value
+
+
+@torch.no_grad()
+def evaluate(model, val_tokens, args, rank, world_size, device, autocast):
+    """Mean loss over every token of the val sequences, whatever the world size and batch size:
+    each rank scores a contiguous share, the last batch padded with ignored rows (so every batch
+    has one shape for torch.compile), and the sums and counts are all-reduced."""
+    T, B = args.sequence_length, args.val_batch_size
+    num_seqs = (len(val_tokens) - 1) // T
+    if args.val_max_steps > 0:
+        num_seqs = min(num_seqs, args.val_max_steps * B * world_size)
+    lo, hi = rank * num_seqs // world_size, (rank + 1) * num_seqs // world_size
+    model.eval()
+    totals = torch.zeros(2, device=device)  # loss sum, token count
+    for first in range(lo, hi, B):
+        rows = min(B, hi - first)
+        buf = torch.from_numpy(val_tokens[first * T : (first + rows) * T + 1].astype(np.int64))
+        x = torch.zeros(B, T, dtype=torch.long)
+        y = torch.full((B, T), -100, dtype=torch.long)  # cross_entropy's ignore_index
+        x[:rows], y[:rows] = buf[:-1].view(rows, T), buf[1:].view(rows, T)
+        with autocast:
+            _, loss = model(x.to(device), y.to(device))
+        totals += torch.stack((loss.float() * rows * T, torch.tensor(float(rows * T), device=device)))
+    model.train()
+    if world_size > 1:
+        dist.all_reduce(totals)
+    return (totals[0] / totals[1]).item(), int(totals[1].item())
+
+
+def sample_text(model, encoding, device, autocast, length, seed):
+    """A short top-k sample from <|endoftext|>, with its own generator so training RNG is untouched."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    idx = torch.full((1, 1), GPT2_EOT, dtype=torch.long, device=device)
+    with autocast:
+        out = model.generate(idx, length, temperature=1.0, top_k=40, generator=generator)
+    return encoding.decode([t for t in out[0, 1:].tolist() if t != GPT2_EOT] or [])
+
+
+def agree_on_errors(setup, world_size, device):
+    """Run setup() on every rank; if it fails on any rank, every rank stops instead of waiting
+    forever in the next collective (a file missing on one node only, say)."""
+    error = None
+    try:
+        result = setup()
+    except UsageError as e:
+        error = e
+    if world_size > 1:
+        failed = torch.tensor(int(error is not None), device=device)
+        dist.all_reduce(failed, op=dist.ReduceOp.MAX)
+        if failed.item() and error is None:
+            error = UsageError(f"setup failed on another rank (rank {dist.get_rank()} stops too)")
+    if error is not None:
+        raise error
+    return result
+
+
+def prepare_run(args, rank, world_size, device):
+    """Everything that can fail on bad input, before any training work: data, checkpoint, output dir."""
+    config = build_config(args)
+    train_files = find_shards(args.input_bin, "--input_bin")
+    val_files = find_shards(args.input_val_bin, "--input_val_bin") if args.input_val_bin else []
+    loader = DistributedTokenLoader(train_files, args.batch_size, args.sequence_length, rank, world_size)
+    val_tokens = read_val_tokens(val_files, args.val_tokens) if val_files else None
+    if val_tokens is not None and (len(val_tokens) - 1) // args.sequence_length < world_size:
+        raise UsageError(f"the val data ({len(val_tokens)} tokens) holds fewer than {world_size} sequences of {args.sequence_length}: lower --sequence_length")
+    checkpoint = None
+    if args.resume_from:
+        resume_path = resolve_resume_path(args.resume_from, args.output_dir)
+        checkpoint = load_checkpoint(resume_path)
+        checkpoint["path"] = resume_path
+        saved = GPTConfig(**checkpoint["config"])
+        if saved != config:
+            diff = [f"{k}: checkpoint {v!r}, asked {getattr(config, k)!r}" for k, v in dataclasses.asdict(saved).items() if getattr(config, k) != v]
+            raise UsageError(f"{resume_path} was trained with another model config ({'; '.join(diff)}): pass the same --model and overrides")
+    elif rank == 0 and (Path(args.output_dir) / "metrics.jsonl").exists() and not args.overwrite:
+        raise UsageError(
+            f"{args.output_dir} already holds a run: continue it with --resume_from latest, "
+            "write elsewhere with --output_dir, or start over there with --overwrite 1"
+        )
+    return config, loader, val_tokens, checkpoint
+
+
+def train(args):
+    rank, local_rank, world_size, device = setup_distributed(args)
+    master = rank == 0
+    device_type = device.type
+    config, loader, val_tokens, checkpoint = agree_on_errors(lambda: prepare_run(args, rank, world_size, device), world_size, device)
+    B, T = args.batch_size, args.sequence_length
+    grad_accum = grad_accumulation_steps(args, world_size)
+    tokens_per_step = B * T * world_size * grad_accum
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype or ("bfloat16" if device_type == "cuda" else "float32")]
+    autocast = torch.autocast(device_type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+    if device_type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    model = GPT(config).to(device)
+    raw_model = model
+    optimizer = make_optimizer(raw_model, args.learning_rate, args.weight_decay, device_type)
+    start_step, train_time = 0, 0.0
+    if checkpoint is not None:
+        raw_model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        loader.load_state_dict(checkpoint["loader"])
+        set_rng_states(checkpoint["rng"])
+        start_step, train_time = checkpoint["step"], checkpoint["train_time_s"]
+    if args.compile:
+        model = torch.compile(model, dynamic=False)
+    train_model = model
+    if world_size > 1:
+        # the rotary tables are buffers computed identically on every rank: no need to broadcast them
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device_type == "cuda" else None, broadcast_buffers=False)
+
+    num_params = raw_model.num_params()
+    flops_per_step = raw_model.flops_per_token(T) * tokens_per_step
+    device_name = torch.cuda.get_device_name(device) if device_type == "cuda" else "cpu"
+    peak_flops = gpu_peak_flops(device_name) if device_type == "cuda" and dtype == torch.bfloat16 else None
+    run_info = {
+        "model": args.model,
+        "config": dataclasses.asdict(config),
+        "args": vars(args),
+        "num_params": num_params,
+        "device": device_name,
+        "world_size": world_size,
+        "dtype": str(dtype).removeprefix("torch."),
+        "grad_accumulation_steps": grad_accum,
+        "tokens_per_step": tokens_per_step,
+    }
+    if master:
+        os.makedirs(args.output_dir, exist_ok=True)
+        metrics = MetricsLog(Path(args.output_dir) / "metrics.jsonl", keep_before_step=start_step if checkpoint else None)
+        encoding = gpt2_encoding() if args.sample_every > 0 else None
+        wandb_run = None
+        if args.log_wandb:
+            import wandb
+
+            wandb_run = wandb.init(project="train_gpt2_mod", config=run_info, resume="allow")
+        print(
+            f"model {args.model}: {num_params:,} parameters ({config.n_layer} layers, {config.n_head} heads, {config.n_embd} wide) | "
+            f"{world_size} x {device_name}, {run_info['dtype']} | batch {B} x {T} x {world_size} ranks x {grad_accum} accumulation = {tokens_per_step:,} tokens/step"
+        )
+        if checkpoint:
+            print(f"resumed from {checkpoint['path']} at step {start_step}")
+    del checkpoint
+
+    def log(record, line):
+        if master:
+            record.update(tokens=record["step"] * tokens_per_step, train_time_s=train_time)
+            metrics.write(record)
+            if wandb_run is not None:
+                wandb_run.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+            print(line, flush=True)
+
+    step_times = []
+    last_step = args.num_iterations
+    for step in range(start_step, last_step + 1):
+        is_last = step == last_step
+        if val_tokens is not None and (is_last or (args.val_loss_every > 0 and step % args.val_loss_every == 0)):
+            val_loss, val_count = evaluate(model, val_tokens, args, rank, world_size, device, autocast)
+            log({"step": step, "val_loss": val_loss, "val_tokens": val_count}, f"step {step:5d}/{last_step} | val loss {val_loss:.4f} ({val_count:,} tokens)")
+        if master and args.sample_every > 0 and (is_last or step % args.sample_every == 0):
+            text = sample_text(raw_model, encoding, device, autocast, args.sample_length, args.seed + step)
+            print(f"sample at step {step}:\n{text}\n---", flush=True)
+        if is_last:
+            break
+
+        t0 = time.perf_counter()
+        lr = learning_rate_at(step, args)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss_sum = torch.zeros((), device=device)
+        for micro_step in range(grad_accum):
+            x, y = loader.next_batch()
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if world_size > 1:  # all-reduce gradients only on the last micro-step
+                train_model.require_backward_grad_sync = micro_step == grad_accum - 1
+            with autocast:
+                _, loss = train_model(x, y)
+            loss_sum += loss.detach()
+            (loss / grad_accum).backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), args.grad_clip if args.grad_clip > 0 else float("inf"))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        train_loss = all_reduce_mean(loss_sum / grad_accum, world_size).item()  # also waits for the GPU
+        dt = time.perf_counter() - t0
+        train_time += dt
+        step_times.append(dt)
+        tokens_per_s = tokens_per_step / dt
+        mfu = flops_per_step / dt / peak_flops / world_size if peak_flops else None
+        record = {"step": step + 1, "train_loss": train_loss, "lr": lr, "grad_norm": grad_norm.item(), "step_ms": dt * 1e3, "tokens_per_s": tokens_per_s, "mfu": mfu}
+        mfu_text = f" | MFU {100 * mfu:.1f}%" if mfu is not None else ""
+        log(record, f"step {step + 1:5d}/{last_step} | train loss {train_loss:.4f} | lr {lr:.2e} | grad norm {record['grad_norm']:.3f} | {dt * 1e3:.1f} ms | {tokens_per_s:,.0f} tok/s{mfu_text}")
+
+        done = step + 1
+        if master and (done == last_step or (args.save_every > 0 and done % args.save_every == 0)):
+            path = checkpoint_path(args.output_dir, done)
+            save_checkpoint(path, raw_model, optimizer, done, train_time, loader, config, args)
+            print(f"saved {path}", flush=True)
+
+    if master:
+        # steady state: leave out the first steps (compilation, allocator warm-up)
+        steady = step_times[min(len(step_times) // 2, 10) :]
+        if steady:
+            median = statistics.median(steady)
+            summary = {
+                "steady_steps": len(steady),
+                "median_step_ms": median * 1e3,
+                "tokens_per_s": tokens_per_step / median,
+                "mfu": flops_per_step / median / peak_flops / world_size if peak_flops else None,
+                "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device_type == "cuda" else None,
+            }
+            run_info["summary"] = summary
+            mem = f", peak memory {summary['peak_memory_gib']:.2f} GiB" if summary["peak_memory_gib"] is not None else ""
+            mfu_text = f", MFU {100 * summary['mfu']:.1f}%" if summary["mfu"] is not None else ""
+            print(f"steady state ({len(steady)} steps): {summary['median_step_ms']:.1f} ms/step, {summary['tokens_per_s']:,.0f} tok/s{mfu_text}{mem}")
+        write_json_atomic(Path(args.output_dir) / "run.json", run_info)
+        metrics.close()
+        if wandb_run is not None:
+            wandb_run.finish()
+    if world_size > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+# -----------------------------------------------------------------------------
+# Command line
+
+
+def parse_bool(text):
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected 0 or 1, not {text!r}")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description="GPT-2 pretraining in one file.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    shakespeare = REPO_DIR / "data" / "shakespeare"
+    p.add_argument("--input_bin", default=str(shakespeare / "shakespeare_train_*.bin"), help="glob of training shards")
+    p.add_argument("--input_val_bin", default=str(shakespeare / "shakespeare_val_*.bin"), help="glob of val shards ('' for no validation)")
+    p.add_argument("--output_dir", default="out", help="where metrics.jsonl, run.json and checkpoints go")
+    p.add_argument("--overwrite", type=int, default=0, help="1: start a new run in an output_dir that already holds one")
+    p.add_argument("--model", default="d12", help=f"named config: {', '.join(MODEL_CONFIGS)}")
+    p.add_argument("--batch_size", type=int, default=32, help="micro-batch size per rank, in sequences")
+    p.add_argument("--sequence_length", type=int, default=1024, help="tokens per sequence (at most block_size)")
+    p.add_argument("--total_batch_size", type=int, default=0, help="tokens per optimizer step; sets gradient accumulation (0: one micro-batch per rank)")
+    p.add_argument("--grad_accumulation_steps", type=int, default=0, help="micro-batches per optimizer step (0: from --total_batch_size)")
+    p.add_argument("--num_iterations", type=int, default=1000, help="optimizer steps")
+    p.add_argument("--learning_rate", type=float, default=6e-4, help="peak learning rate")
+    p.add_argument("--warmup_iters", type=int, default=100, help="steps of linear warmup")
+    p.add_argument("--learning_rate_decay_frac", type=float, default=0.0, help="final learning rate as a fraction of the peak")
+    p.add_argument("--warmdown_iters", type=int, default=0, help=">0: trapezoidal schedule, decaying linearly over the last N steps (else cosine)")
+    p.add_argument("--weight_decay", type=float, default=0.1, help="AdamW weight decay on matrices and embeddings")
+    p.add_argument("--grad_clip", type=float, default=1.0, help="gradient norm clip (0: off)")
+    p.add_argument("--val_loss_every", type=int, default=250, help="validate every N steps (0: only at the end)")
+    p.add_argument("--val_tokens", type=int, default=10_485_760, help="val tokens to score (the standard FineWeb val: 10,485,760), or all the val data if fewer")
+    p.add_argument("--val_max_steps", type=int, default=0, help=">0: at most N val batches per rank (quick checks)")
+    p.add_argument("--val_batch_size", type=int, default=0, help="val micro-batch size (0: --batch_size)")
+    p.add_argument("--sample_every", type=int, default=0, help="print a text sample every N steps and at the end (0: never)")
+    p.add_argument("--sample_length", type=int, default=64, help="tokens per sample")
+    p.add_argument("--save_every", type=int, default=0, help="checkpoint every N steps (always at the end)")
+    p.add_argument("--resume_from", default="", help="checkpoint to continue from, or 'latest' in --output_dir")
+    p.add_argument("--compile", type=int, default=0, help="1: torch.compile the model")
+    p.add_argument("--dtype", default="", choices=["", "float32", "bfloat16"], help="autocast dtype ('': bfloat16 on CUDA, float32 on CPU)")
+    p.add_argument("--device", default="", choices=["", "cpu", "cuda"], help="'': CUDA when available")
+    p.add_argument("--seed", type=int, default=1337, help="seed for initialization")
+    p.add_argument("--log_wandb", type=int, default=0, help="1: also log to Weights & Biases")
+    overrides = p.add_argument_group("model config overrides (GPTConfig fields; see their declaration)")
+    for field in dataclasses.fields(GPTConfig):
+        overrides.add_argument(f"--{field.name}", type=parse_bool if field.type is bool else field.type, default=None, help="(default: from --model)")
+    return p
+
+
+def build_config(args):
+    if args.model not in MODEL_CONFIGS:
+        raise UsageError(f"unknown model {args.model!r}; valid names: {', '.join(MODEL_CONFIGS)}")
+    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(GPTConfig) if getattr(args, f.name) is not None}
+    config = dataclasses.replace(MODEL_CONFIGS[args.model], **changes)
+    config.validate()
+    return config
+
+
+def grad_accumulation_steps(args, world_size):
+    micro_tokens = args.batch_size * args.sequence_length * world_size
+    if args.grad_accumulation_steps > 0:
+        if args.total_batch_size and args.total_batch_size != micro_tokens * args.grad_accumulation_steps:
+            raise UsageError(
+                f"--total_batch_size {args.total_batch_size} disagrees with batch_size * sequence_length * world_size * "
+                f"grad_accumulation_steps = {micro_tokens * args.grad_accumulation_steps}: give one of the two"
+            )
+        return args.grad_accumulation_steps
+    if args.total_batch_size <= 0:
+        return 1
+    if args.total_batch_size % micro_tokens:
+        raise UsageError(
+            f"--total_batch_size {args.total_batch_size} is not a multiple of batch_size * sequence_length * world_size = "
+            f"{args.batch_size} * {args.sequence_length} * {world_size} = {micro_tokens}: use a multiple of {micro_tokens}"
+        )
+    return args.total_batch_size // micro_tokens
+
+
+def check_args(args):
+    """Reject bad values before any work starts, saying what to change."""
+    config = build_config(args)
+    positive = ("batch_size", "sequence_length", "num_iterations", "val_tokens", "sample_length")
+    for name in positive:
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be at least 1, not {getattr(args, name)}")
+    for name in ("total_batch_size", "grad_accumulation_steps", "warmup_iters", "warmdown_iters", "val_loss_every", "val_max_steps", "val_batch_size", "sample_every", "save_every", "weight_decay", "grad_clip"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name} must not be negative, not {getattr(args, name)}")
+    if args.sequence_length > config.block_size:
+        raise UsageError(f"--sequence_length {args.sequence_length} is longer than the model's block_size {config.block_size}: lower it or raise --block_size")
+    if args.learning_rate <= 0:
+        raise UsageError(f"--learning_rate must be positive, not {args.learning_rate}")
+    if not 0.0 <= args.learning_rate_decay_frac <= 1.0:
+        raise UsageError(f"--learning_rate_decay_frac must be in [0, 1], not {args.learning_rate_decay_frac}")
+    if args.warmup_iters + args.warmdown_iters > args.num_iterations:
+        raise UsageError(f"--warmup_iters ({args.warmup_iters}) + --warmdown_iters ({args.warmdown_iters}) exceed --num_iterations ({args.num_iterations})")
+    if args.log_wandb and importlib.util.find_spec("wandb") is None:
+        raise UsageError("--log_wandb 1, but wandb is not installed: pip install wandb")
+    grad_accumulation_steps(args, int(os.environ.get("WORLD_SIZE", 1)))
+    if args.val_batch_size == 0:
+        args.val_batch_size = args.batch_size
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        check_args(args)
+        train(args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
