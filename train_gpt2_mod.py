@@ -57,6 +57,12 @@ class GPTConfig:
     bias: bool = True  # biases in Linear layers and LayerNorms, as in GPT-2
     norm_type: str = "layernorm"  # "layernorm" (GPT-2, eps 1e-5) or "rmsnorm" (eps 1e-6)
     rope_theta: float = 10000.0  # base of the rotary embedding frequencies
+    # Peri-LN / Gemma 2 "sandwich": keep the pre-norm and also normalize each sublayer's output
+    # before the residual add, x = x + Norm(Attn(Norm(x))); steadies activation growth with depth
+    post_norm: bool = False
+    # per-head RMSNorm (learnable gain of size head_dim) on q and k before RoPE, as in Qwen3 and
+    # Gemma 3: bounds attention logits, which keeps high learning rates from blowing them up
+    qk_norm: bool = False
 
     def validate(self):
         if self.norm_type not in NORM_TYPES:
@@ -77,6 +83,8 @@ MODEL_CONFIGS = {
     "d24": GPTConfig(n_layer=24, n_head=16, n_embd=1024),  # GPT-2 350M
     "d36": GPTConfig(n_layer=36, n_head=20, n_embd=1280),  # GPT-2 774M
     "d48": GPTConfig(n_layer=48, n_head=25, n_embd=1600),  # GPT-2 1558M
+    "d12_post_norm": GPTConfig(post_norm=True),
+    "d12_post_norm_qk_norm": GPTConfig(post_norm=True, qk_norm=True),
 }
 
 
@@ -124,6 +132,20 @@ class Rotary(nn.Module):
         return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
+class QKNorm(nn.Module):
+    """Per-head RMSNorm of queries and keys, each with its own gain of size head_dim.
+    Every attention class applies it after splitting heads and before RoPE: a non-uniform gain
+    does not commute with the rotation, and the papers normalize first."""
+
+    def __init__(self, head_dim):
+        super().__init__()
+        self.q_norm = Norm(head_dim, "rmsnorm", bias=False)
+        self.k_norm = Norm(head_dim, "rmsnorm", bias=False)
+
+    def forward(self, q, k):
+        return self.q_norm(q), self.k_norm(k)
+
+
 def causal_attention(q, k, v):
     """The attention kernel call every attention class goes through: (B, T, H, D) in and out."""
     y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
@@ -140,10 +162,13 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.rotary = Rotary(self.head_dim, config.block_size, config.rope_theta)
+        self.qk_norm = QKNorm(self.head_dim) if config.qk_norm else None
 
     def forward(self, x):
         B, T, C = x.size()
         q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim).unbind(dim=2)
+        if self.qk_norm is not None:
+            q, k = self.qk_norm(q, k)
         y = causal_attention(self.rotary(q), self.rotary(k), v)
         return self.c_proj(y.reshape(B, T, C))
 
@@ -159,16 +184,24 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
+    """Pre-norm block; with post_norm, each sublayer's output is normalized before the residual add."""
+
     def __init__(self, config):
         super().__init__()
-        self.ln_1 = Norm(config.n_embd, config.norm_type, config.bias)
+        def norm():
+            return Norm(config.n_embd, config.norm_type, config.bias)
+
+        self.ln_1 = norm()
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = Norm(config.n_embd, config.norm_type, config.bias)
+        self.ln_2 = norm()
         self.mlp = MLP(config)
+        # Identity when off: the baseline's parameters and outputs are untouched
+        self.attn_post_norm = norm() if config.post_norm else nn.Identity()
+        self.mlp_post_norm = norm() if config.post_norm else nn.Identity()
 
     def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
-        x = x + self.mlp(self.ln_2(x))
+        x = x + self.attn_post_norm(self.attn(self.ln_1(x)))
+        x = x + self.mlp_post_norm(self.mlp(self.ln_2(x)))
         return x
 
 

@@ -12,6 +12,8 @@ sys.path.insert(0, str(REPO))
 
 # a model small enough for a 2-core CPU, with the flags every test run shares
 TINY = ["--model", "d12", "--n_layer", "2", "--n_head", "2", "--n_embd", "64", "--sequence_length", "64", "--batch_size", "4"]
+# ...and for short training runs: a quick warmup, a high learning rate, a small val set
+SHORT_TRAIN = [*TINY, "--warmup_iters", "2", "--learning_rate", "3e-3", "--val_tokens", "4096"]
 
 
 def pytest_collection_modifyitems(config, items):

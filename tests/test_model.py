@@ -25,7 +25,7 @@ def tiny(name="d12", **changes):
 @pytest.mark.parametrize("name", list(MODEL_CONFIGS))
 def test_every_named_config_runs_forward_and_backward(name):
     torch.manual_seed(0)
-    model = GPT(tiny(name))
+    model = GPT(tiny(name, qk_norm=True) if name == "d12" else tiny(name))
     idx = torch.randint(0, 50257, (2, 32))
     logits, loss = model(idx, idx)
     assert logits.shape == (2, 32, 50304)
@@ -111,7 +111,7 @@ def test_weight_decay_skips_norms_and_biases():
     assert all(p.dim() >= 2 for p in decay["params"])
     no_decay_ids = {id(p) for p in no_decay["params"]}
     for name, p in model.named_parameters():
-        if "ln_" in name or name.endswith("bias"):
+        if "ln_" in name or "norm" in name or name.endswith("bias"):
             assert id(p) in no_decay_ids, name
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
 

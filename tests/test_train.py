@@ -5,9 +5,8 @@ import sys
 import pytest
 
 from conftest import REPO, TINY, losses, read_metrics, run_trainer
+from conftest import SHORT_TRAIN as SHORT
 from train_gpt2_mod import main
-
-SHORT = [*TINY, "--warmup_iters", "2", "--learning_rate", "3e-3", "--val_tokens", "4096"]
 
 
 def test_loss_falls_on_bundled_data(tmp_path):
