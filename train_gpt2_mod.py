@@ -464,7 +464,8 @@ def save_checkpoint(path, model, optimizer, step, train_time, loader, config, ar
 
 def load_checkpoint(path):
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        # mmap: the ranks of a node share the file's pages instead of each holding a copy
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as e:
         raise UsageError(f"cannot load checkpoint {path}: {e}") from e
 
@@ -727,6 +728,12 @@ def train(args):
     }
     if master:
         os.makedirs(args.output_dir, exist_ok=True)
+        if checkpoint is None and list_checkpoints(args.output_dir):
+            # --overwrite 1: the old run's checkpoints must not be taken for this run's by --resume_from latest
+            old = list_checkpoints(args.output_dir)
+            print(f"--overwrite 1: removing {len(old)} checkpoints of the previous run in {args.output_dir}")
+            for path in old:
+                path.unlink()
         metrics = MetricsLog(Path(args.output_dir) / "metrics.jsonl", keep_before_step=start_step if checkpoint else None)
         encoding = gpt2_encoding() if args.sample_every > 0 else None
         wandb_run = None

@@ -104,6 +104,14 @@ def test_corrupt_shard_and_existing_run_fail_clearly(tmp_path):
     bad.write_bytes(b"\0" * 2000)
     proc = run_trainer(*TINY, "--input_bin", str(bad), "--output_dir", str(tmp_path / "o"), check=False)
     assert proc.returncode == 2 and f"{bad} is not an llm.c shard" in proc.stderr
-    main([*SHORT, "--num_iterations", "2", "--output_dir", str(tmp_path / "run")])
+    main([*SHORT, "--num_iterations", "4", "--output_dir", str(tmp_path / "run")])
     proc = run_trainer(*SHORT, "--num_iterations", "2", "--output_dir", str(tmp_path / "run"), check=False)
     assert proc.returncode == 2 and "already holds a run" in proc.stderr
+    assert (tmp_path / "run" / "ckpt_000004.pt").exists()  # the refused run touched nothing
+
+
+def test_overwrite_clears_the_old_runs_checkpoints(tmp_path):
+    main([*SHORT, "--num_iterations", "4", "--output_dir", str(tmp_path)])
+    main([*SHORT, "--num_iterations", "2", "--output_dir", str(tmp_path), "--overwrite", "1"])
+    assert sorted(p.name for p in tmp_path.glob("ckpt_*.pt")) == ["ckpt_000002.pt"]  # "latest" is this run's
+    assert max(losses(read_metrics(tmp_path))) == 2
