@@ -33,6 +33,12 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+try:  # optional: FlashAttention-2 (pip install flash-attn), for native sliding windows
+    from flash_attn import flash_attn_func
+except ImportError:
+    flash_attn_func = None
 
 REPO_DIR = Path(__file__).resolve().parent
 GPT2_VOCAB_SIZE = 50257  # real GPT-2 vocabulary; the model pads it to a multiple of 64
@@ -63,6 +69,11 @@ class GPTConfig:
     # per-head RMSNorm (learnable gain of size head_dim) on q and k before RoPE, as in Qwen3 and
     # Gemma 3: bounds attention logits, which keeps high learning rates from blowing them up
     qk_norm: bool = False
+    # >0: local attention, each token attending to itself and the sliding_window - 1 tokens before it
+    sliding_window: int = 0
+    # with sliding_window: every k-th layer (the k-th, 2k-th, ...) stays global, full causal, the way
+    # Gemma 3 interleaves 5 local layers with 1 global one; 0: every layer is local
+    global_attn_every: int = 0
 
     def validate(self):
         if self.norm_type not in NORM_TYPES:
@@ -74,6 +85,10 @@ class GPTConfig:
             raise UsageError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
         if (self.n_embd // self.n_head) % 2:
             raise UsageError(f"head_dim = n_embd / n_head = {self.n_embd // self.n_head} must be even for rotary embeddings")
+        if self.sliding_window < 0 or self.global_attn_every < 0:
+            raise UsageError("sliding_window and global_attn_every must not be negative")
+        if self.global_attn_every and not self.sliding_window:
+            raise UsageError("global_attn_every needs sliding_window > 0 (without a window every layer is global)")
         if self.vocab_size < GPT2_VOCAB_SIZE:
             raise UsageError(f"vocab_size ({self.vocab_size}) must cover GPT-2's {GPT2_VOCAB_SIZE} tokens")
 
@@ -85,6 +100,8 @@ MODEL_CONFIGS = {
     "d48": GPTConfig(n_layer=48, n_head=25, n_embd=1600),  # GPT-2 1558M
     "d12_post_norm": GPTConfig(post_norm=True),
     "d12_post_norm_qk_norm": GPTConfig(post_norm=True, qk_norm=True),
+    # a quarter of the 1024-token context, with layers 4, 8 and 12 global (see the README)
+    "d12_sliding_window": GPTConfig(sliding_window=256, global_attn_every=4),
 }
 
 
@@ -146,14 +163,70 @@ class QKNorm(nn.Module):
         return self.q_norm(q), self.k_norm(k)
 
 
-def causal_attention(q, k, v):
-    """The attention kernel call every attention class goes through: (B, T, H, D) in and out."""
-    y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+def is_sliding_window_layer(config, layer_idx):
+    return config.sliding_window > 0 and not (config.global_attn_every and (layer_idx + 1) % config.global_attn_every == 0)
+
+
+def flash_attn_can_run(q):
+    return flash_attn_func is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
+
+
+_block_masks = {}
+
+
+@torch.compiler.disable  # built once per (T, W, device), outside any compiled graph
+def sliding_window_block_mask(T, window, device):
+    """flex_attention's block mask for a causal window; it stores per-block indices, O((T/128)^2)."""
+    key = (T, window, str(device))
+    if key not in _block_masks:
+        def in_window(b, h, q_idx, kv_idx):
+            return (kv_idx <= q_idx) & (q_idx - kv_idx < window)
+
+        before = torch.cuda.memory_allocated(device)
+        _block_masks[key] = create_block_mask(in_window, B=None, H=None, Q_LEN=T, KV_LEN=T, device=device)
+        if int(os.environ.get("RANK", 0)) == 0:
+            print(f"sliding window: flex_attention block mask for T={T}, W={window} built, {(torch.cuda.memory_allocated(device) - before) / 2**20:.2f} MiB")
+    return _block_masks[key]
+
+
+_window_masks = {}
+
+
+def sliding_window_bool_mask(T, window, device):
+    """Dense (T, T) mask for SDPA, the CPU path: True where a query may attend."""
+    key = (T, window, str(device))
+    if key not in _window_masks:
+        pos = torch.arange(T, device=device)
+        _window_masks[key] = (pos[None, :] <= pos[:, None]) & (pos[:, None] - pos[None, :] < window)
+    return _window_masks[key]
+
+
+compiled_flex_attention = torch.compile(flex_attention, dynamic=False)  # eager flex_attention materializes the scores
+
+
+def causal_attention(q, k, v, window=0):
+    """The attention kernel call every attention class goes through: (B, T, H, D) in and out.
+    window > 0: each query sees itself and the window - 1 keys before it, on flash-attn's native
+    window when it can run (fp16/bf16 on CUDA), else flex_attention (CUDA) or a masked SDPA (CPU)."""
+    T = q.size(1)
+    if window >= T:
+        window = 0  # the window holds the whole sequence: plain causal attention
+    if window and flash_attn_can_run(q):
+        return flash_attn_func(q, k, v, causal=True, window_size=(window - 1, 0))
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    if not window:
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    elif q.is_cuda:
+        y = compiled_flex_attention(q, k, v, block_mask=sliding_window_block_mask(T, window, q.device))
+    else:
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=sliding_window_bool_mask(T, window, q.device))
     return y.transpose(1, 2)
 
 
 class CausalSelfAttention(nn.Module):
     """Multi-head attention with rotary positions, on SDPA."""
+
+    window = 0  # keys each query sees, itself included (0: all before it)
 
     def __init__(self, config):
         super().__init__()
@@ -169,8 +242,17 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim).unbind(dim=2)
         if self.qk_norm is not None:
             q, k = self.qk_norm(q, k)
-        y = causal_attention(self.rotary(q), self.rotary(k), v)
+        y = causal_attention(self.rotary(q), self.rotary(k), v, self.window)
         return self.c_proj(y.reshape(B, T, C))
+
+
+class SlidingWindowAttention(CausalSelfAttention):
+    """CausalSelfAttention over the last config.sliding_window tokens: the same parameters, so a
+    checkpoint loads into either."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.window = config.sliding_window
 
 
 class MLP(nn.Module):
@@ -186,13 +268,13 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-norm block; with post_norm, each sublayer's output is normalized before the residual add."""
 
-    def __init__(self, config):
+    def __init__(self, config, layer_idx):
         super().__init__()
         def norm():
             return Norm(config.n_embd, config.norm_type, config.bias)
 
         self.ln_1 = norm()
-        self.attn = CausalSelfAttention(config)
+        self.attn = (SlidingWindowAttention if is_sliding_window_layer(config, layer_idx) else CausalSelfAttention)(config)
         self.ln_2 = norm()
         self.mlp = MLP(config)
         # Identity when off: the baseline's parameters and outputs are untouched
@@ -216,7 +298,7 @@ class GPT(nn.Module):
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(config.vocab_size, config.n_embd),
-                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                h=nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
                 ln_f=Norm(config.n_embd, config.norm_type, config.bias),
             )
         )
@@ -240,9 +322,10 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def flops_per_token(self, seq_len):
-        """Training FLOPs per token (PaLM appendix B): 6N for the weights plus the attention scores."""
-        c = self.config
-        return 6 * self.num_params() + 12 * c.n_layer * c.n_embd * seq_len
+        """Training FLOPs per token (PaLM appendix B): 6N for the weights plus 12 * width * context
+        per layer for the attention scores, the context of a sliding-window layer being its window."""
+        attention = sum(12 * self.config.n_embd * min(block.attn.window or seq_len, seq_len) for block in self.transformer.h)
+        return 6 * self.num_params() + attention
 
     def forward(self, idx, targets=None):
         x = self.transformer.wte(idx)

@@ -12,11 +12,18 @@ pytestmark = pytest.mark.gpu
 
 
 def small(name="d12"):
-    return dataclasses.replace(MODEL_CONFIGS[name], n_layer=2, n_head=4, n_embd=256, block_size=256)
+    config = dataclasses.replace(MODEL_CONFIGS[name], n_layer=2, n_head=4, n_embd=256, block_size=256)
+    if config.sliding_window:  # a window shorter than the sequence, so the windowed kernel runs
+        config = dataclasses.replace(config, sliding_window=64, global_attn_every=2)
+    return config
 
 
 @pytest.mark.parametrize("name", list(MODEL_CONFIGS))
 def test_compiles_without_graph_breaks(name):
+    import train_gpt2_mod as m
+
+    if MODEL_CONFIGS[name].sliding_window and m.flash_attn_func is None:
+        pytest.skip("without flash-attn the window runs on flex_attention, whose block mask is built outside the graph")
     torch.manual_seed(0)
     model = GPT(small(name)).cuda()
     compiled = torch.compile(model, fullgraph=True, dynamic=False)  # fullgraph: a graph break is an error
@@ -50,3 +57,37 @@ def test_trainer_with_compile_learns_on_gpu(tmp_path):
     run_trainer(*TINY, "--device", "cuda", "--compile", "1", "--num_iterations", "30", "--warmup_iters", "3", "--learning_rate", "3e-3", "--val_loss_every", "0", "--val_tokens", "8192", "--output_dir", str(tmp_path))
     train = losses(read_metrics(tmp_path))
     assert train[30] < train[1] - 2.0
+
+
+def reference_window_attention(q, k, v, window):
+    """fp32 attention with an explicit mask: the ground truth for both GPU paths."""
+    T = q.size(1)
+    pos = torch.arange(T, device=q.device)
+    mask = (pos[None, :] <= pos[:, None]) & (pos[:, None] - pos[None, :] < window)
+    y = torch.nn.functional.scaled_dot_product_attention(*(t.float().transpose(1, 2) for t in (q, k, v)), attn_mask=mask)
+    return y.transpose(1, 2)
+
+
+@pytest.mark.parametrize("T, window", [(1024, 256), (2048, 1000), (512, 1)])
+def test_flash_window_and_fallback_agree(T, window, monkeypatch):
+    import train_gpt2_mod as m
+
+    if m.flash_attn_func is None:
+        pytest.skip("flash-attn is not installed")
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, T, 4, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    grad = torch.randn(2, T, 4, 64, device="cuda", dtype=torch.bfloat16)
+
+    def run():
+        out = m.causal_attention(q, k, v, window)
+        dq, dk, dv = torch.autograd.grad(out, (q, k, v), grad)
+        return out, dq, dk, dv
+
+    flash = run()
+    monkeypatch.setattr(m, "flash_attn_func", None)  # the flex_attention fallback
+    flex = run()
+    ref = reference_window_attention(q, k, v, window)
+    for a, b in zip(flash, flex):
+        assert (a.float() - b.float()).norm() / b.float().norm() < 1e-2
+    assert (flash[0].float() - ref).norm() / ref.norm() < 1e-2
+    assert (flex[0].float() - ref).norm() / ref.norm() < 1e-2

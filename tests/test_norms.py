@@ -65,8 +65,8 @@ def scaled_block_output(block, x, sublayer, scale):
 def test_post_norm_makes_block_ignore_sublayer_scale(sublayer):
     torch.manual_seed(0)
     x = torch.randn(2, 16, 64)
-    post = Block(GPTConfig(**(TINY | dict(post_norm=True)))).eval()
-    pre = Block(GPTConfig(**TINY)).eval()
+    post = Block(GPTConfig(**(TINY | dict(post_norm=True))), 0).eval()
+    pre = Block(GPTConfig(**TINY), 0).eval()
     # both scales lift the sublayer's output variance far above the norm's eps (at GPT-2 init it is
     # about 6e-3, where eps = 1e-5 alone moves the output by 2e-4)
     with torch.no_grad():
