@@ -24,6 +24,7 @@ import re
 import statistics
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +36,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
-try:  # optional: FlashAttention-2 (pip install flash-attn), for native sliding windows
+try:  # optional: FlashAttention-2 (pip install flash-attn)
     from flash_attn import flash_attn_func
 except ImportError:
     flash_attn_func = None
+try:  # optional: FlashAttention-3 for Hopper (flash-attn's hopper/ build)
+    from flash_attn_interface import flash_attn_func as flash_attn3_func
+except ImportError:
+    flash_attn3_func = None
 
 REPO_DIR = Path(__file__).resolve().parent
 GPT2_VOCAB_SIZE = 50257  # real GPT-2 vocabulary; the model pads it to a multiple of 64
@@ -74,6 +79,17 @@ class GPTConfig:
     # with sliding_window: every k-th layer (the k-th, 2k-th, ...) stays global, full causal, the way
     # Gemma 3 interleaves 5 local layers with 1 global one; 0: every layer is local
     global_attn_every: int = 0
+    # attention kernel: "sdpa" (F.scaled_dot_product_attention), "flash_attn" (the flash-attn
+    # package; an error where it cannot run), or "auto": flash-attn for sliding windows and MLA,
+    # SDPA for the rest (on Hopper cuDNN's SDPA is the fastest causal kernel we measured)
+    attn_backend: str = "auto"
+    # Multi-Head Latent Attention (DeepSeek-V2) on flash-attn, the FlashMLA class
+    use_flash_mla: bool = False
+    kv_lora_rank: int = 256  # MLA: width of the shared key/value latent
+    q_lora_rank: int = 0  # MLA: 0 projects queries directly (V2-Lite); > 0 through a latent of this width
+    qk_nope_head_dim: int = 64  # MLA: per-head query/key width without RoPE
+    qk_rope_head_dim: int = 32  # MLA: per-head rotary query width, and the shared rotary key's
+    v_head_dim: int = 64  # MLA: per-head value width
 
     def validate(self):
         if self.norm_type not in NORM_TYPES:
@@ -85,6 +101,10 @@ class GPTConfig:
             raise UsageError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
         if (self.n_embd // self.n_head) % 2:
             raise UsageError(f"head_dim = n_embd / n_head = {self.n_embd // self.n_head} must be even for rotary embeddings")
+        if self.attn_backend not in ATTN_BACKENDS:
+            raise UsageError(f"attn_backend must be one of {', '.join(ATTN_BACKENDS)}, not {self.attn_backend!r}")
+        if self.use_flash_mla and (self.qk_rope_head_dim % 2 or min(self.kv_lora_rank, self.qk_nope_head_dim, self.qk_rope_head_dim, self.v_head_dim) < 1 or self.q_lora_rank < 0):
+            raise UsageError("MLA needs positive kv_lora_rank, qk_nope_head_dim, v_head_dim, an even qk_rope_head_dim, and q_lora_rank >= 0")
         if self.sliding_window < 0 or self.global_attn_every < 0:
             raise UsageError("sliding_window and global_attn_every must not be negative")
         if self.global_attn_every and not self.sliding_window:
@@ -102,6 +122,8 @@ MODEL_CONFIGS = {
     "d12_post_norm_qk_norm": GPTConfig(post_norm=True, qk_norm=True),
     # a quarter of the 1024-token context, with layers 4, 8 and 12 global (see the README)
     "d12_sliding_window": GPTConfig(sliding_window=256, global_attn_every=4),
+    # DeepSeek-V2's dims scaled to 768 wide (kv_lora_rank 256, qk 64 + 32, v 64): the defaults above
+    "d12_flash_mla": GPTConfig(use_flash_mla=True),
 }
 
 
@@ -140,11 +162,11 @@ class Rotary(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def forward(self, x):
-        """x: (B, T, H, dim) -> the same, rotated by position."""
+    def forward(self, x, pos=0):
+        """x: (B, T, H, dim) at positions pos, pos + 1, ... -> the same, rotated by position."""
         T = x.size(1)
-        cos = self.cos[None, :T, None, :].to(x.dtype)
-        sin = self.sin[None, :T, None, :].to(x.dtype)
+        cos = self.cos[None, pos : pos + T, None, :].to(x.dtype)
+        sin = self.sin[None, pos : pos + T, None, :].to(x.dtype)
         x1, x2 = x.chunk(2, dim=-1)
         return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
@@ -167,10 +189,6 @@ def is_sliding_window_layer(config, layer_idx):
     return config.sliding_window > 0 and not (config.global_attn_every and (layer_idx + 1) % config.global_attn_every == 0)
 
 
-def flash_attn_can_run(q):
-    return flash_attn_func is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
-
-
 _block_masks = {}
 
 
@@ -189,60 +207,147 @@ def sliding_window_block_mask(T, window, device):
     return _block_masks[key]
 
 
+def window_mask(q_positions, k_positions, window):
+    """Boolean (queries, keys) mask, True where a query may attend: causal, and within the window."""
+    distance = q_positions[:, None] - k_positions[None, :]
+    return (distance >= 0) & (distance < window) if window else distance >= 0
+
+
 _window_masks = {}
 
 
 def sliding_window_bool_mask(T, window, device):
-    """Dense (T, T) mask for SDPA, the CPU path: True where a query may attend."""
+    """Dense (T, T) mask for SDPA, the CPU path, cached per (T, W, device)."""
     key = (T, window, str(device))
     if key not in _window_masks:
         pos = torch.arange(T, device=device)
-        _window_masks[key] = (pos[None, :] <= pos[:, None]) & (pos[:, None] - pos[None, :] < window)
+        _window_masks[key] = window_mask(pos, pos, window)
     return _window_masks[key]
 
 
 compiled_flex_attention = torch.compile(flex_attention, dynamic=False)  # eager flex_attention materializes the scores
+ATTN_BACKENDS = ("auto", "flash_attn", "sdpa")
 
 
-def causal_attention(q, k, v, window=0):
-    """The attention kernel call every attention class goes through: (B, T, H, D) in and out.
-    window > 0: each query sees itself and the window - 1 keys before it, on flash-attn's native
-    window when it can run (fp16/bf16 on CUDA), else flex_attention (CUDA) or a masked SDPA (CPU)."""
+def fa3_supports(qk_dim, v_dim):
+    """Head dims FlashAttention-3 takes: equal ones, or the pairs with a smaller V it allows."""
+    return qk_dim == v_dim or (128 < qk_dim <= 192 and 96 < v_dim <= 128)
+
+
+def flash_attn_unavailable(is_cuda, dtype):
+    """Why flash-attn cannot run here, or None when it can."""
+    if flash_attn_func is None:
+        return "flash-attn is not installed (pip install flash-attn)"
+    if not is_cuda:
+        return "flash-attn needs a CUDA GPU"
+    if dtype not in (torch.float16, torch.bfloat16):
+        return f"flash-attn needs fp16 or bf16, not {str(dtype).removeprefix('torch.')}"
+    return None
+
+
+def resolve_kernel(backend, window, is_cuda, dtype, qk_dim, v_dim):
+    """The kernel an attention call runs on: "flash-attn 3", "flash-attn 2", "SDPA",
+    "flex_attention" or "SDPA + mask". backend "flash_attn" asks for flash-attn; "auto" takes it
+    for sliding windows only (on Hopper, cuDNN's SDPA is the fastest causal kernel we measured);
+    "sdpa" never. Where flash-attn cannot run, SDPA serves."""
+    if backend == "flash_attn" or (backend == "auto" and window):
+        if flash_attn_unavailable(is_cuda, dtype) is None:
+            hopper = flash_attn3_func is not None and torch.cuda.get_device_capability()[0] == 9
+            return "flash-attn 3" if hopper and fa3_supports(qk_dim, v_dim) else "flash-attn 2"
+    if not window:
+        return "SDPA"
+    return "flex_attention" if is_cuda else "SDPA + mask"
+
+
+@torch.compiler.disable
+def warn_flash_fallback(reason):
+    if reason not in _warned:
+        _warned.add(reason)
+        warnings.warn(f"{reason}: attention falls back to SDPA", stacklevel=3)
+
+
+_warned = set()
+
+
+def flash_attention(q, k, v, window, version):
+    """flash-attn on (B, T, H, D) tensors. FA2 needs one head dim for q, k and v: the smaller side is
+    zero-padded (which adds nothing to the scores) with the softmax scale of the real q dim, and the
+    output sliced back."""
+    qk_dim, v_dim = q.size(-1), v.size(-1)
+    window_size = (window - 1, 0) if window else (-1, -1)
+    if version == "flash-attn 3":
+        out = flash_attn3_func(q, k, v, causal=True, window_size=window_size)
+        return out[0] if isinstance(out, tuple) else out  # older FA3 releases also return the LSE
+    width = max(qk_dim, v_dim)
+    q, k = (F.pad(t, (0, width - qk_dim)) for t in (q, k))
+    out = flash_attn_func(q, k, F.pad(v, (0, width - v_dim)), softmax_scale=qk_dim**-0.5, causal=True, window_size=window_size)
+    return out[..., :v_dim]
+
+
+def causal_attention(q, k, v, window=0, backend="auto"):
+    """The attention kernel call every attention class goes through: q, k (B, T, H, D_qk) and
+    v (B, T, H, D_v) in, (B, T, H, D_v) out, softmax scale 1/sqrt(D_qk). window > 0: each query sees
+    itself and the window - 1 keys before it (flash-attn's native window, else flex_attention on
+    CUDA, else a masked SDPA)."""
     T = q.size(1)
     if window >= T:
         window = 0  # the window holds the whole sequence: plain causal attention
-    if window and flash_attn_can_run(q):
-        return flash_attn_func(q, k, v, causal=True, window_size=(window - 1, 0))
+    kernel = resolve_kernel(backend, window, q.is_cuda, q.dtype, q.size(-1), v.size(-1))
+    if kernel.startswith("flash-attn"):
+        return flash_attention(q, k, v, window, kernel)
+    if backend == "flash_attn":
+        warn_flash_fallback(flash_attn_unavailable(q.is_cuda, q.dtype))
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-    if not window:
+    if kernel == "SDPA":
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    elif q.is_cuda:
+    elif kernel == "flex_attention":
         y = compiled_flex_attention(q, k, v, block_mask=sliding_window_block_mask(T, window, q.device))
     else:
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=sliding_window_bool_mask(T, window, q.device))
     return y.transpose(1, 2)
 
 
+def cached_attention(q, k, v, pos, window):
+    """Attention of new queries at positions pos.. over every cached key (decoding): (B, t, H, D)
+    queries, (B, S, H, D) keys and values, S = pos + t."""
+    S, t = k.size(1), q.size(1)
+    mask = window_mask(torch.arange(pos, pos + t, device=q.device), torch.arange(S, device=q.device), window)
+    y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
+    return y.transpose(1, 2)
+
+
 class CausalSelfAttention(nn.Module):
-    """Multi-head attention with rotary positions, on SDPA."""
+    """Multi-head attention with rotary positions; its kernel follows config.attn_backend (SDPA
+    under "auto")."""
 
-    window = 0  # keys each query sees, itself included (0: all before it)
+    backend = None  # None: config.attn_backend; the Flash classes ask for "flash_attn"
 
-    def __init__(self, config):
+    def __init__(self, config, window=0):
         super().__init__()
+        self.window = window  # keys each query sees, itself included (0: all before it)
+        self.backend = self.backend or config.attn_backend
         self.n_head = config.n_head
-        self.head_dim = config.n_embd // config.n_head
+        self.head_dim = self.qk_dim = self.v_dim = config.n_embd // config.n_head
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.rotary = Rotary(self.head_dim, config.block_size, config.rope_theta)
         self.qk_norm = QKNorm(self.head_dim) if config.qk_norm else None
 
-    def forward(self, x):
+    def cache_shapes(self):
+        """Per token: the rotated keys and the values of every head."""
+        return {"k": (self.n_head, self.head_dim), "v": (self.n_head, self.head_dim)}
+
+    def forward(self, x, cache=None, pos=0):
         B, T, C = x.size()
         q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim).unbind(dim=2)
         if self.qk_norm is not None:
             q, k = self.qk_norm(q, k)
-        y = causal_attention(self.rotary(q), self.rotary(k), v, self.window)
+        q, k = self.rotary(q, pos), self.rotary(k, pos)
+        if cache is None:
+            y = causal_attention(q, k, v, self.window, self.backend)
+        else:
+            cache["k"][:, pos : pos + T], cache["v"][:, pos : pos + T] = k, v
+            y = cached_attention(q, cache["k"][:, : pos + T], cache["v"][:, : pos + T], pos, self.window)
         return self.c_proj(y.reshape(B, T, C))
 
 
@@ -250,9 +355,130 @@ class SlidingWindowAttention(CausalSelfAttention):
     """CausalSelfAttention over the last config.sliding_window tokens: the same parameters, so a
     checkpoint loads into either."""
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.window = config.sliding_window
+    def __init__(self, config, window=0):
+        super().__init__(config, window or config.sliding_window)
+
+
+class FlashCausalSelfAttention(CausalSelfAttention):
+    """CausalSelfAttention on flash-attn (FA3 on Hopper when installed), with the same parameters;
+    SDPA, with one warning, where flash-attn cannot run."""
+
+    backend = "flash_attn"
+
+
+class MultiHeadLatentAttention(nn.Module):
+    """DeepSeek-V2 Multi-Head Latent Attention (section 2.1), attention core on SDPA.
+
+    Keys and values come from a shared latent c_kv = RMSNorm(W_dkv h) of width kv_lora_rank:
+    k_nope = W_uk c_kv and v = W_uv c_kv per head. Decoupled RoPE: each head's query has a rotary
+    part of width qk_rope_head_dim, and one rotary key part, computed from h, is shared by all heads;
+    RoPE never touches the nope parts. Softmax scale 1/sqrt(qk_nope_head_dim + qk_rope_head_dim).
+    Training materializes k and v per head; decoding caches only c_kv and the shared rotary key and
+    absorbs W_uk into the query and W_uv into the output.
+    """
+
+    backend = None
+
+    def __init__(self, config, window=0):
+        super().__init__()
+        self.window = window
+        self.backend = self.backend or config.attn_backend
+        C, H = config.n_embd, config.n_head
+        self.n_head, self.kv_rank = H, config.kv_lora_rank
+        self.nope, self.rope, self.v_dim = config.qk_nope_head_dim, config.qk_rope_head_dim, config.v_head_dim
+        self.qk_dim = self.nope + self.rope
+        if config.q_lora_rank:
+            self.wq_a = nn.Linear(C, config.q_lora_rank, bias=False)
+            self.q_norm = Norm(config.q_lora_rank, "rmsnorm", bias=False)
+            self.wq_b = nn.Linear(config.q_lora_rank, H * self.qk_dim, bias=False)
+        else:
+            self.wq = nn.Linear(C, H * self.qk_dim, bias=False)
+        self.wkv_a = nn.Linear(C, self.kv_rank + self.rope, bias=False)  # [c_kv ; k_rope]
+        self.kv_norm = Norm(self.kv_rank, "rmsnorm", bias=False)
+        self.wkv_b = nn.Linear(self.kv_rank, H * (self.nope + self.v_dim), bias=False)  # [W_uk ; W_uv] per head
+        self.c_proj = nn.Linear(H * self.v_dim, C, bias=False)
+        self.rotary = Rotary(self.rope, config.block_size, config.rope_theta)
+        self.qk_norm = QKNorm(self.qk_dim) if config.qk_norm else None
+
+    def queries(self, x):
+        B, T, _ = x.size()
+        q = self.wq_b(self.q_norm(self.wq_a(x))) if hasattr(self, "wq_a") else self.wq(x)
+        return q.view(B, T, self.n_head, self.qk_dim)
+
+    def latent(self, x):
+        """The normalized KV latent (B, T, kv_lora_rank) and the shared, unrotated key part (B, T, 1, rope)."""
+        c_kv, k_rope = self.wkv_a(x).split((self.kv_rank, self.rope), dim=-1)
+        return self.kv_norm(c_kv), k_rope.unsqueeze(2)
+
+    def rotate(self, t, pos):
+        """RoPE on the rotary (last) part of each head only."""
+        return torch.cat((t[..., : self.nope], self.rotary(t[..., self.nope :], pos)), dim=-1)
+
+    def forward(self, x, cache=None, pos=0):
+        if cache is not None:
+            return self.decode(x, cache, pos)
+        B, T, _ = x.size()
+        q = self.queries(x)
+        c_kv, k_rope = self.latent(x)
+        k_nope, v = self.wkv_b(c_kv).view(B, T, self.n_head, self.nope + self.v_dim).split((self.nope, self.v_dim), dim=-1)
+        k = torch.cat((k_nope, k_rope.expand(B, T, self.n_head, self.rope)), dim=-1)
+        if self.qk_norm is not None:
+            q, k = self.qk_norm(q, k)
+        y = causal_attention(self.rotate(q, pos), self.rotate(k, pos), v, self.window, self.backend)
+        return self.c_proj(y.reshape(B, T, self.n_head * self.v_dim))
+
+    def cache_shapes(self):
+        """Per token: the latent and the rotated shared key, 288 values for d12; with qk_norm also each
+        head's key RMS, which depends on W_uk c_kv and so cannot be absorbed."""
+        shapes = {"c_kv": (self.kv_rank,), "k_rope": (self.rope,)}
+        if self.qk_norm is not None:
+            shapes["k_rms"] = (self.n_head,)
+        return shapes
+
+    def decode(self, x, cache, pos):
+        """The forward pass with W_uk absorbed into the query and W_uv into the output."""
+        B, T, _ = x.size()
+        q = self.queries(x)
+        c_kv, k_rope = self.latent(x)
+        w = self.wkv_b.weight.view(self.n_head, self.nope + self.v_dim, self.kv_rank)
+        w_uk, w_uv = w[:, : self.nope], w[:, self.nope :]
+        q_nope, q_rope = q.split((self.nope, self.rope), dim=-1)
+        if self.qk_norm is not None:
+            # k' = g * [k_nope ; k_rope] / rms per head: fold g into the query side and keep 1/rms per token and head
+            q_nope, q_rope = self.qk_norm.q_norm(q).split((self.nope, self.rope), dim=-1)
+            gain = self.qk_norm.k_norm.weight
+            k_nope = torch.einsum("btc,hnc->bthn", c_kv, w_uk)
+            k_full = torch.cat((k_nope, k_rope.expand(B, T, self.n_head, self.rope)), dim=-1).float()
+            cache["k_rms"][:, pos : pos + T] = torch.rsqrt(k_full.pow(2).mean(-1) + 1e-6)
+            q_nope, k_rope = q_nope * gain[: self.nope], k_rope * gain[self.nope :]
+        cache["c_kv"][:, pos : pos + T] = c_kv
+        cache["k_rope"][:, pos : pos + T] = self.rotary(k_rope, pos).squeeze(2)
+        S = pos + T
+        q_latent = torch.einsum("bthn,hnc->bthc", q_nope, w_uk)
+        scores = torch.einsum("bthc,bsc->bhts", q_latent, cache["c_kv"][:, :S]) + torch.einsum("bthr,bsr->bhts", self.rotary(q_rope, pos), cache["k_rope"][:, :S])
+        if self.qk_norm is not None:
+            scores = scores * cache["k_rms"][:, :S].transpose(1, 2)[:, :, None, :]
+        mask = window_mask(torch.arange(pos, S, device=x.device), torch.arange(S, device=x.device), self.window)
+        probs = F.softmax((scores * self.qk_dim**-0.5).masked_fill(~mask, float("-inf")).float(), dim=-1).type_as(scores)
+        out_latent = torch.einsum("bhts,bsc->bthc", probs, cache["c_kv"][:, :S])
+        y = torch.einsum("bthc,hvc->bthv", out_latent, w_uv)
+        return self.c_proj(y.reshape(B, T, self.n_head * self.v_dim))
+
+
+class FlashMLA(MultiHeadLatentAttention):
+    """MultiHeadLatentAttention whose attention core runs on flash-attn: FA3 without padding where
+    it takes the head dims, else FA2 with V zero-padded to the q/k head dim; SDPA, with one warning,
+    where flash-attn cannot run."""
+
+    backend = "flash_attn"
+
+
+def attention_class(config, window):
+    if config.use_flash_mla:
+        return MultiHeadLatentAttention if config.attn_backend == "sdpa" else FlashMLA
+    if window:
+        return SlidingWindowAttention
+    return FlashCausalSelfAttention if config.attn_backend == "flash_attn" else CausalSelfAttention
 
 
 class MLP(nn.Module):
@@ -274,15 +500,16 @@ class Block(nn.Module):
             return Norm(config.n_embd, config.norm_type, config.bias)
 
         self.ln_1 = norm()
-        self.attn = (SlidingWindowAttention if is_sliding_window_layer(config, layer_idx) else CausalSelfAttention)(config)
+        window = config.sliding_window if is_sliding_window_layer(config, layer_idx) else 0
+        self.attn = attention_class(config, window)(config, window)
         self.ln_2 = norm()
         self.mlp = MLP(config)
         # Identity when off: the baseline's parameters and outputs are untouched
         self.attn_post_norm = norm() if config.post_norm else nn.Identity()
         self.mlp_post_norm = norm() if config.post_norm else nn.Identity()
 
-    def forward(self, x):
-        x = x + self.attn_post_norm(self.attn(self.ln_1(x)))
+    def forward(self, x, cache=None, pos=0):
+        x = x + self.attn_post_norm(self.attn(self.ln_1(x), cache, pos))
         x = x + self.mlp_post_norm(self.mlp(self.ln_2(x)))
         return x
 
@@ -322,15 +549,25 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def flops_per_token(self, seq_len):
-        """Training FLOPs per token (PaLM appendix B): 6N for the weights plus 12 * width * context
-        per layer for the attention scores, the context of a sliding-window layer being its window."""
-        attention = sum(12 * self.config.n_embd * min(block.attn.window or seq_len, seq_len) for block in self.transformer.h)
+        """Training FLOPs per token (PaLM appendix B): 6N for the weights, plus 6 * heads * (qk + v
+        head dims) * context per layer for the attention scores and their use (12 * width * T for
+        GPT-2), the context of a sliding-window layer being its window."""
+        attention = 0
+        for block in self.transformer.h:
+            a = block.attn
+            attention += 6 * a.n_head * (a.qk_dim + a.v_dim) * min(a.window or seq_len, seq_len)
         return 6 * self.num_params() + attention
 
-    def forward(self, idx, targets=None):
+    def new_kv_caches(self, batch_size, max_len, device):
+        """One KV cache per layer for generate(), each a dict of (B, max_len, ...) fp32 buffers."""
+        return [{name: torch.zeros(batch_size, max_len, *shape, device=device) for name, shape in block.attn.cache_shapes().items()} for block in self.transformer.h]
+
+    def forward(self, idx, targets=None, caches=None, pos=0):
+        """Logits (of the last position only when targets is None) and the loss. With caches (from
+        new_kv_caches), idx holds the tokens at positions pos, pos + 1, ... and the caches grow."""
         x = self.transformer.wte(idx)
-        for block in self.transformer.h:
-            x = block(x)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, caches[i] if caches is not None else None, pos)
         x = self.transformer.ln_f(x)
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None
@@ -339,10 +576,21 @@ class GPT(nn.Module):
         return logits, loss
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
-        """Append max_new_tokens sampled tokens to idx (B, T); top_k=1 is greedy."""
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True, generator=None):
+        """Append max_new_tokens sampled tokens to idx (B, T); top_k=1 is greedy. use_cache keeps a KV
+        cache (for MLA the latent and the shared rotary key only); without it every step recomputes
+        the context, cropped to block_size, so it can run past block_size."""
+        caches, pos = None, 0
+        if use_cache:
+            if idx.size(1) + max_new_tokens > self.config.block_size:
+                raise ValueError(f"prompt ({idx.size(1)}) + max_new_tokens ({max_new_tokens}) exceed block_size {self.config.block_size}; use_cache=False crops the context instead")
+            caches = self.new_kv_caches(idx.size(0), idx.size(1) + max_new_tokens, idx.device)
         for _ in range(max_new_tokens):
-            logits, _ = self(idx[:, -self.config.block_size :])
+            if caches is None:
+                logits, _ = self(idx[:, -self.config.block_size :])
+            else:
+                logits, _ = self(idx[:, pos:], caches=caches, pos=pos)
+                pos = idx.size(1)
             logits = logits[:, -1, :GPT2_VOCAB_SIZE].float() / temperature
             if top_k is not None:
                 kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
@@ -716,6 +964,20 @@ def sample_text(model, encoding, device, autocast, length, seed):
     return encoding.decode([t for t in out[0, 1:].tolist() if t != GPT2_EOT] or [])
 
 
+def describe_attention(model, T, is_cuda, dtype):
+    """Which attention class runs in which layers, on which kernel: the log line at startup."""
+    groups = {}
+    for i, block in enumerate(model.transformer.h):
+        a = block.attn
+        window = a.window if a.window < T else 0
+        kernel = resolve_kernel(a.backend, window, is_cuda, dtype, a.qk_dim, a.v_dim)
+        if kernel == "SDPA" and a.backend == "flash_attn":
+            kernel += f" (fallback: {flash_attn_unavailable(is_cuda, dtype)})"
+        groups.setdefault((type(a).__name__, window, kernel), []).append(i)
+    parts = [f"{name}{f' (window {w})' if w else ''} on {kernel} in layers {','.join(map(str, layers))}" for (name, w, kernel), layers in groups.items()]
+    return "attention: " + "; ".join(parts)
+
+
 def agree_on_errors(setup, world_size, device):
     """Run setup() on every rank; if it fails on any rank, every rank stops instead of waiting
     forever in the next collective (a file missing on one node only, say)."""
@@ -773,6 +1035,8 @@ def train(args):
     if device_type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    if config.attn_backend == "flash_attn" and flash_attn_unavailable(device_type == "cuda", dtype):
+        raise UsageError(f"--attn_backend flash_attn, but {flash_attn_unavailable(device_type == 'cuda', dtype)}; use --attn_backend auto or sdpa")
 
     torch.manual_seed(args.seed)
     random.seed(args.seed)
@@ -828,6 +1092,7 @@ def train(args):
             f"model {args.model}: {num_params:,} parameters ({config.n_layer} layers, {config.n_head} heads, {config.n_embd} wide) | "
             f"{world_size} x {device_name}, {run_info['dtype']} | batch {B} x {T} x {world_size} ranks x {grad_accum} accumulation = {tokens_per_step:,} tokens/step"
         )
+        print(describe_attention(raw_model, T, device_type == "cuda", dtype))
         if checkpoint:
             print(f"resumed from {checkpoint['path']} at step {start_step}")
     del checkpoint
@@ -948,6 +1213,10 @@ def build_parser():
     p.add_argument("--val_batch_size", type=int, default=0, help="val micro-batch size (0: --batch_size)")
     p.add_argument("--sample_every", type=int, default=0, help="print a text sample every N steps and at the end (0: never)")
     p.add_argument("--sample_length", type=int, default=64, help="tokens per sample")
+    p.add_argument("--sample_from", default="", help="only sample: a checkpoint (or 'latest' in --output_dir) to continue --prompt from")
+    p.add_argument("--prompt", default="", help="with --sample_from: the text to continue ('': from <|endoftext|>)")
+    p.add_argument("--top_k", type=int, default=40, help="with --sample_from: sample from the k most likely tokens (0: all)")
+    p.add_argument("--temperature", type=float, default=1.0, help="with --sample_from: softmax temperature")
     p.add_argument("--save_every", type=int, default=0, help="checkpoint every N steps (always at the end)")
     p.add_argument("--resume_from", default="", help="checkpoint to continue from, or 'latest' in --output_dir")
     p.add_argument("--compile", type=int, default=0, help="1: torch.compile the model")
@@ -999,6 +1268,8 @@ def check_args(args):
     for name in ("total_batch_size", "grad_accumulation_steps", "warmup_iters", "warmdown_iters", "val_loss_every", "val_max_steps", "val_batch_size", "sample_every", "save_every", "weight_decay", "grad_clip"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name} must not be negative, not {getattr(args, name)}")
+    if args.sample_every and args.sample_length + 1 > config.block_size:
+        raise UsageError(f"--sample_length {args.sample_length} + the <|endoftext|> prompt exceed block_size {config.block_size}")
     if args.sequence_length > config.block_size:
         raise UsageError(f"--sequence_length {args.sequence_length} is longer than the model's block_size {config.block_size}: lower it or raise --block_size")
     if args.learning_rate <= 0:
@@ -1014,9 +1285,36 @@ def check_args(args):
         args.val_batch_size = args.batch_size
 
 
+def sample_from_checkpoint(args):
+    """--sample_from: print a continuation of --prompt from a saved model, then exit."""
+    checkpoint = load_checkpoint(resolve_resume_path(args.sample_from, args.output_dir))
+    config = GPTConfig(**checkpoint["config"])
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = GPT(config)
+    model.load_state_dict(checkpoint["model"])
+    model.to(device).eval()
+    encoding = gpt2_encoding()
+    prompt = encoding.encode_ordinary(args.prompt) or [GPT2_EOT]
+    if len(prompt) + args.sample_length > config.block_size:
+        raise UsageError(f"the prompt ({len(prompt)} tokens) + --sample_length {args.sample_length} exceed the model's block_size {config.block_size}")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    with autocast:
+        out = model.generate(torch.tensor([prompt], device=device), args.sample_length, temperature=args.temperature, top_k=args.top_k or None, generator=generator)
+    print(encoding.decode(out[0].tolist()))
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        if args.sample_from:
+            for name in ("sample_length", "top_k"):
+                if getattr(args, name) < (1 if name == "sample_length" else 0):
+                    raise UsageError(f"--{name} must be positive, not {getattr(args, name)}")
+            if args.temperature <= 0:
+                raise UsageError(f"--temperature must be positive, not {args.temperature}")
+            sample_from_checkpoint(args)
+            return
         check_args(args)
         train(args)
     except UsageError as e:

@@ -91,3 +91,36 @@ def test_flash_window_and_fallback_agree(T, window, monkeypatch):
         assert (a.float() - b.float()).norm() / b.float().norm() < 1e-2
     assert (flash[0].float() - ref).norm() / ref.norm() < 1e-2
     assert (flex[0].float() - ref).norm() / ref.norm() < 1e-2
+
+
+@pytest.mark.parametrize(
+    "flash_cls, sdpa_cls, changes",
+    [
+        ("FlashCausalSelfAttention", "CausalSelfAttention", dict()),
+        ("FlashCausalSelfAttention", "CausalSelfAttention", dict(qk_norm=True)),
+        ("FlashMLA", "MultiHeadLatentAttention", dict(use_flash_mla=True)),
+        ("FlashMLA", "MultiHeadLatentAttention", dict(use_flash_mla=True, qk_norm=True, q_lora_rank=384)),
+    ],
+)
+@pytest.mark.parametrize("window", [0, 256])
+def test_flash_attn_and_sdpa_paths_agree(flash_cls, sdpa_cls, changes, window):
+    """The same weights through flash-attn and through SDPA (flex_attention for the window), bf16."""
+    import train_gpt2_mod as m
+
+    if m.flash_attn_func is None:
+        pytest.skip("flash-attn is not installed")
+    torch.manual_seed(0)
+    config = dataclasses.replace(MODEL_CONFIGS["d12"], sliding_window=window, **changes)
+    flash = getattr(m, flash_cls)(config, window).cuda()
+    sdpa = getattr(m, sdpa_cls)(dataclasses.replace(config, attn_backend="sdpa"), window).cuda()
+    sdpa.load_state_dict(flash.state_dict())
+    x = torch.randn(4, 1024, 768, device="cuda")
+    results = []
+    for attn in (flash, sdpa):
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = attn(xi)
+        out.float().pow(2).mean().backward()
+        results.append((out.float(), xi.grad, attn.c_proj.weight.grad))
+    for a, b in zip(*results):
+        assert (a - b).norm() / b.norm() < 2e-2

@@ -1,0 +1,89 @@
+"""
+Attention kernels, forward and forward+backward, per backend, at the d12 shapes of MHA (head dims
+64/64) and MLA (q/k 96, v 64): SDPA with each of its backends, and flash-attn (FA2, with V padded
+for MLA; FA3 when installed on Hopper). Median of CUDA-event timings after warm-up, bf16, causal.
+
+    python tools/bench_attention.py                       # B=16, T=1024, 12 heads
+    python tools/bench_attention.py --batch 8 --seq_len 2048
+"""
+
+import argparse
+import datetime
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import train_gpt2_mod as m  # noqa: E402
+
+
+def median_ms(fn, reps=50):
+    for _ in range(5):
+        fn()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def sdpa(backend):
+    def run(q, k, v):
+        with sdpa_kernel(backend):
+            return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True).transpose(1, 2)
+
+    return run
+
+
+def flash(version):
+    return lambda q, k, v: m.flash_attention(q, k, v, 0, version)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seq_len", type=int, default=1024)
+    p.add_argument("--heads", type=int, default=12)
+    args = p.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("error: this times CUDA kernels; it needs a CUDA GPU")
+    kernels = {
+        "SDPA (PyTorch's choice)": lambda q, k, v: F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True).transpose(1, 2),
+        "SDPA cuDNN": sdpa(SDPBackend.CUDNN_ATTENTION),
+        "SDPA flash": sdpa(SDPBackend.FLASH_ATTENTION),
+        "SDPA mem-efficient": sdpa(SDPBackend.EFFICIENT_ATTENTION),
+    }
+    if m.flash_attn_func is not None:
+        kernels["flash-attn 2"] = flash("flash-attn 2")
+    if m.flash_attn3_func is not None:
+        kernels["flash-attn 3"] = flash("flash-attn 3")
+    B, T, H = args.batch, args.seq_len, args.heads
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, bf16, causal, B={B}, T={T}, H={H}, {datetime.date.today()}\n")
+    print("| head dims (q/k, v) | kernel | fwd ms | fwd+bwd ms |\n| --- | --- | --- | --- |")
+    for qk_dim, v_dim, label in ((64, 64, "64/64 (MHA)"), (96, 64, "96/64 (MLA)")):
+        q, k = (torch.randn(B, T, H, qk_dim, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
+        v = torch.randn(B, T, H, v_dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+        grad = torch.randn(B, T, H, v_dim, device="cuda", dtype=torch.bfloat16)
+        for name, kernel in kernels.items():
+            if name == "flash-attn 3" and not m.fa3_supports(qk_dim, v_dim):
+                continue
+            try:
+                with torch.no_grad():
+                    fwd = median_ms(lambda: kernel(q, k, v))
+                both = median_ms(lambda: torch.autograd.grad(kernel(q, k, v), (q, k, v), grad))
+            except RuntimeError as e:  # a backend that does not take these dims
+                print(f"| {label} | {name} | not supported ({str(e).splitlines()[0][:60]}) | |")
+                continue
+            print(f"| {label} | {name} | {fwd:.3f} | {both:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
