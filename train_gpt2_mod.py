@@ -80,10 +80,10 @@ class GPTConfig:
     # Gemma 3 interleaves 5 local layers with 1 global one; 0: every layer is local
     global_attn_every: int = 0
     # attention kernel: "sdpa" (F.scaled_dot_product_attention), "flash_attn" (the flash-attn
-    # package; an error where it cannot run), or "auto": flash-attn for sliding windows and MLA,
-    # SDPA for the rest (on Hopper cuDNN's SDPA is the fastest causal kernel we measured)
+    # package; an error where it cannot run), or "auto", the fastest we measured: flash-attn for
+    # sliding windows, SDPA for full causal attention (cuDNN's, on Hopper)
     attn_backend: str = "auto"
-    # Multi-Head Latent Attention (DeepSeek-V2) on flash-attn, the FlashMLA class
+    # Multi-Head Latent Attention (DeepSeek-V2), the FlashMLA class; its kernel follows attn_backend
     use_flash_mla: bool = False
     kv_lora_rank: int = 256  # MLA: width of the shared key/value latent
     q_lora_rank: int = 0  # MLA: 0 projects queries directly (V2-Lite); > 0 through a latent of this width
@@ -247,9 +247,10 @@ def flash_attn_unavailable(is_cuda, dtype):
 
 def resolve_kernel(backend, window, is_cuda, dtype, qk_dim, v_dim):
     """The kernel an attention call runs on: "flash-attn 3", "flash-attn 2", "SDPA",
-    "flex_attention" or "SDPA + mask". backend "flash_attn" asks for flash-attn; "auto" takes it
-    for sliding windows only (on Hopper, cuDNN's SDPA is the fastest causal kernel we measured);
-    "sdpa" never. Where flash-attn cannot run, SDPA serves."""
+    "flex_attention" or "SDPA + mask". backend "flash_attn" asks for flash-attn; "auto" takes the
+    fastest we measured: flash-attn for sliding windows (SDPA has none), SDPA for full causal
+    attention (on an H200, cuDNN's SDPA beat flash-attn 2 for MHA and MLA head dims alike: see
+    tools/bench_attention.py); "sdpa" never. Where flash-attn cannot run, SDPA serves."""
     if backend == "flash_attn" or (backend == "auto" and window):
         if flash_attn_unavailable(is_cuda, dtype) is None:
             hopper = flash_attn3_func is not None and torch.cuda.get_device_capability()[0] == 9
@@ -278,10 +279,12 @@ def flash_attention(q, k, v, window, version):
     if version == "flash-attn 3":
         out = flash_attn3_func(q, k, v, causal=True, window_size=window_size)
         return out[0] if isinstance(out, tuple) else out  # older FA3 releases also return the LSE
-    width = max(qk_dim, v_dim)
-    q, k = (F.pad(t, (0, width - qk_dim)) for t in (q, k))
-    out = flash_attn_func(q, k, F.pad(v, (0, width - v_dim)), softmax_scale=qk_dim**-0.5, causal=True, window_size=window_size)
-    return out[..., :v_dim]
+    if qk_dim < v_dim:
+        q, k = F.pad(q, (0, v_dim - qk_dim)), F.pad(k, (0, v_dim - qk_dim))
+    elif v_dim < qk_dim:
+        v = F.pad(v, (0, qk_dim - v_dim))
+    out = flash_attn_func(q, k, v, softmax_scale=qk_dim**-0.5, causal=True, window_size=window_size)
+    return out[..., :v_dim] if out.size(-1) != v_dim else out
 
 
 def causal_attention(q, k, v, window=0, backend="auto"):
@@ -320,12 +323,10 @@ class CausalSelfAttention(nn.Module):
     """Multi-head attention with rotary positions; its kernel follows config.attn_backend (SDPA
     under "auto")."""
 
-    backend = None  # None: config.attn_backend; the Flash classes ask for "flash_attn"
-
     def __init__(self, config, window=0):
         super().__init__()
         self.window = window  # keys each query sees, itself included (0: all before it)
-        self.backend = self.backend or config.attn_backend
+        self.backend = config.attn_backend
         self.n_head = config.n_head
         self.head_dim = self.qk_dim = self.v_dim = config.n_embd // config.n_head
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
@@ -360,10 +361,9 @@ class SlidingWindowAttention(CausalSelfAttention):
 
 
 class FlashCausalSelfAttention(CausalSelfAttention):
-    """CausalSelfAttention on flash-attn (FA3 on Hopper when installed), with the same parameters;
-    SDPA, with one warning, where flash-attn cannot run."""
-
-    backend = "flash_attn"
+    """CausalSelfAttention as the Block builds it for attn_backend "flash_attn": the same parameters,
+    the kernel flash-attn (FA3 on Hopper when installed); SDPA, with one warning, where flash-attn
+    cannot run."""
 
 
 class MultiHeadLatentAttention(nn.Module):
@@ -377,12 +377,10 @@ class MultiHeadLatentAttention(nn.Module):
     absorbs W_uk into the query and W_uv into the output.
     """
 
-    backend = None
-
     def __init__(self, config, window=0):
         super().__init__()
         self.window = window
-        self.backend = self.backend or config.attn_backend
+        self.backend = config.attn_backend
         C, H = config.n_embd, config.n_head
         self.n_head, self.kv_rank = H, config.kv_lora_rank
         self.nope, self.rope, self.v_dim = config.qk_nope_head_dim, config.qk_rope_head_dim, config.v_head_dim
@@ -466,11 +464,11 @@ class MultiHeadLatentAttention(nn.Module):
 
 
 class FlashMLA(MultiHeadLatentAttention):
-    """MultiHeadLatentAttention whose attention core runs on flash-attn: FA3 without padding where
-    it takes the head dims, else FA2 with V zero-padded to the q/k head dim; SDPA, with one warning,
-    where flash-attn cannot run."""
-
-    backend = "flash_attn"
+    """MultiHeadLatentAttention as the Block builds it for use_flash_mla: its core runs on flash-attn
+    with attn_backend "flash_attn" (FA3 without padding where it takes the head dims, else FA2 with V
+    zero-padded to the q/k head dim), and for sliding windows under "auto"; on the fastest kernel,
+    SDPA (cuDNN on Hopper), for full causal attention under "auto"; SDPA, with one warning, where
+    flash-attn cannot run."""
 
 
 def attention_class(config, window):

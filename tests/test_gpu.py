@@ -111,7 +111,7 @@ def test_flash_attn_and_sdpa_paths_agree(flash_cls, sdpa_cls, changes, window):
         pytest.skip("flash-attn is not installed")
     torch.manual_seed(0)
     config = dataclasses.replace(MODEL_CONFIGS["d12"], sliding_window=window, **changes)
-    flash = getattr(m, flash_cls)(config, window).cuda()
+    flash = getattr(m, flash_cls)(dataclasses.replace(config, attn_backend="flash_attn"), window).cuda()
     sdpa = getattr(m, sdpa_cls)(dataclasses.replace(config, attn_backend="sdpa"), window).cuda()
     sdpa.load_state_dict(flash.state_dict())
     x = torch.randn(4, 1024, 768, device="cuda")
