@@ -9,30 +9,16 @@ for MLA; FA3 when installed on Hopper). Median of CUDA-event timings after warm-
 
 import argparse
 import datetime
-import statistics
 import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from cuda_timing import median_ms
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import train_gpt2_mod as m  # noqa: E402
-
-
-def median_ms(fn, reps=50):
-    for _ in range(5):
-        fn()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def sdpa(backend):
@@ -77,8 +63,8 @@ def main():
                 continue
             try:
                 with torch.no_grad():
-                    fwd = median_ms(lambda: kernel(q, k, v))
-                both = median_ms(lambda: torch.autograd.grad(kernel(q, k, v), (q, k, v), grad))
+                    fwd = median_ms(lambda: kernel(q, k, v), reps=50)
+                both = median_ms(lambda: torch.autograd.grad(kernel(q, k, v), (q, k, v), grad), reps=50)
             except RuntimeError as e:  # a backend that does not take these dims
                 print(f"| {label} | {name} | not supported ({str(e).splitlines()[0][:60]}) | |")
                 continue

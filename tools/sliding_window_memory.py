@@ -17,11 +17,11 @@ gradients, kernel workspace and masks.
 import argparse
 import datetime
 import json
-import statistics
 import sys
 from pathlib import Path
 
 import torch
+from cuda_timing import median_ms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import train_gpt2_mod as m  # noqa: E402
@@ -37,15 +37,7 @@ def time_and_peak(fn, reps):
     fn()
     torch.cuda.synchronize()
     peak = torch.cuda.max_memory_allocated() - base
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times), peak
+    return median_ms(fn, reps, warmup=0), peak
 
 
 class Variant:
