@@ -260,14 +260,15 @@ def resolve_kernel(backend, window, is_cuda, dtype, qk_dim, v_dim):
     return "flex_attention" if is_cuda else "SDPA + mask"
 
 
+_warned = set()
+
+
 @torch.compiler.disable
 def warn_flash_fallback(reason):
+    """Once per reason, not once per call."""
     if reason not in _warned:
         _warned.add(reason)
         warnings.warn(f"{reason}: attention falls back to SDPA", stacklevel=3)
-
-
-_warned = set()
 
 
 def flash_attention(q, k, v, window, version):
