@@ -67,7 +67,7 @@ def plot(runs, path, title):
     for row, name in enumerate(("train loss", "val loss")):
         axes[row][0].set_ylabel(name)
         axes[row][0].set_xlabel("tokens seen (millions)")
-        axes[row][1].set_xlabel("training time (s)")
+        axes[row][1].set_xlabel("training time (s; the first step includes torch.compile)")
         for ax in axes[row]:
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
