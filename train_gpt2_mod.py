@@ -954,6 +954,72 @@ def evaluate(model, val_tokens, args, rank, world_size, device, autocast):
     return (totals[0] / totals[1]).item(), int(totals[1].item())
 
 
+HELLASWAG_FILE = REPO_DIR / "data" / "hellaswag" / "hellaswag_val.jsonl"
+
+
+def read_hellaswag(path):
+    """HellaSwag examples (jsonl: ctx, 4 endings, label), checked so a bad file fails before training."""
+    if not Path(path).exists():
+        raise UsageError(f"no HellaSwag file at {path}: download it with python data/hellaswag.py, or set --hellaswag_file")
+    examples = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                example = json.loads(line)
+                ok = isinstance(example["ctx"], str) and len(example["endings"]) == 4 and example["label"] in (0, 1, 2, 3)
+            except (json.JSONDecodeError, KeyError, TypeError):
+                ok = False
+            if not ok:
+                raise UsageError(f"{path}:{n} is not a HellaSwag example (ctx, 4 endings, label 0-3)")
+            examples.append(example)
+    if not examples:
+        raise UsageError(f"{path} holds no HellaSwag example")
+    return examples
+
+
+@torch.no_grad()
+def hellaswag_counts(model, examples, encoding, rank, world_size, device, autocast, max_len):
+    """This rank's share of HellaSwag (every world_size-th example), completion style as llm.c scores
+    it: the ending after the context (with a leading space) with the lowest loss wins, summed over
+    its tokens for acc, averaged for acc_norm. Returns (correct, correct_norm, examples) counts."""
+    counts = torch.zeros(3, device=device)
+    model.eval()
+    for example in examples[rank::world_size]:
+        context = encoding.encode_ordinary(example["ctx"])
+        rows, completions = [], []
+        for ending in example["endings"]:
+            completion = encoding.encode_ordinary(" " + ending)
+            rows.append((context + completion)[-(max_len + 1) :])  # the context is cropped, never the ending
+            completions.append(min(len(completion), max_len))
+        width = max(len(r) for r in rows) - 1
+        x = torch.zeros(4, width, dtype=torch.long)
+        y = torch.full((4, width), -100, dtype=torch.long)  # only completion tokens are scored
+        for i, (row, n) in enumerate(zip(rows, completions)):
+            x[i, : len(row) - 1] = torch.tensor(row[:-1])
+            y[i, len(row) - 1 - n : len(row) - 1] = torch.tensor(row[-n:])
+        x, y = x.to(device), y.to(device)
+        with autocast:
+            logits, _ = model(x, y)
+        token_loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view(4, width)
+        summed = token_loss.sum(dim=1)
+        mean = summed / (y != -100).sum(dim=1)
+        label = example["label"]
+        counts += torch.tensor([float(summed.argmin().item() == label), float(mean.argmin().item() == label), 1.0], device=device)
+    model.train()
+    return counts
+
+
+def evaluate_hellaswag(model, examples, encoding, rank, world_size, device, autocast, max_len):
+    """(acc, acc_norm, examples scored) over every rank's share."""
+    counts = hellaswag_counts(model, examples, encoding, rank, world_size, device, autocast, max_len)
+    if world_size > 1:
+        dist.all_reduce(counts)
+    correct, correct_norm, total = counts.tolist()
+    return correct / total, correct_norm / total, int(total)
+
+
 def sample_text(model, encoding, device, autocast, length, seed):
     """A short top-k sample from <|endoftext|>, with its own generator so training RNG is untouched."""
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -977,6 +1043,23 @@ def describe_attention(model, T, is_cuda, dtype):
     return "attention: " + "; ".join(parts)
 
 
+def evaluate_checkpoint(model, checkpoint, val_tokens, hellaswag, args, rank, world_size, device, autocast):
+    """--eval_only: val loss and HellaSwag of a saved model, printed and appended to eval.jsonl
+    beside it; the run's own metrics.jsonl is left alone."""
+    record = {"checkpoint": str(checkpoint["path"]), "step": checkpoint["step"]}
+    if val_tokens is not None:
+        record["val_loss"], record["val_tokens"] = evaluate(model, val_tokens, args, rank, world_size, device, autocast)
+    acc, acc_norm, count = evaluate_hellaswag(model, hellaswag, gpt2_encoding(), rank, world_size, device, autocast, model.config.block_size)
+    record.update(hellaswag_acc=acc, hellaswag_acc_norm=acc_norm, hellaswag_examples=count)
+    if rank == 0:
+        val = f"val loss {record['val_loss']:.4f} ({record['val_tokens']:,} tokens) | " if val_tokens is not None else ""
+        print(f"{checkpoint['path']} (step {checkpoint['step']}): {val}HellaSwag acc_norm {acc_norm:.4f}, acc {acc:.4f} ({count:,} examples)")
+        with open(Path(checkpoint["path"]).parent / "eval.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+    if world_size > 1:
+        dist.destroy_process_group()
+
+
 def agree_on_errors(setup, world_size, device):
     """Run setup() on every rank; if it fails on any rank, every rank stops instead of waiting
     forever in the next collective (a file missing on one node only, say)."""
@@ -998,9 +1081,10 @@ def agree_on_errors(setup, world_size, device):
 def prepare_run(args, rank, world_size, device):
     """Everything that can fail on bad input, before any training work: data, checkpoint, output dir."""
     config = build_config(args)
-    train_files = find_shards(args.input_bin, "--input_bin")
+    train_files = None if args.eval_only else find_shards(args.input_bin, "--input_bin")
     val_files = find_shards(args.input_val_bin, "--input_val_bin") if args.input_val_bin else []
-    loader = DistributedTokenLoader(train_files, args.batch_size, args.sequence_length, rank, world_size)
+    # --eval_only needs no training data
+    loader = None if args.eval_only else DistributedTokenLoader(train_files, args.batch_size, args.sequence_length, rank, world_size)
     val_tokens = read_val_tokens(val_files, args.val_tokens) if val_files else None
     if val_tokens is not None and (len(val_tokens) - 1) // args.sequence_length < world_size:
         raise UsageError(f"the val data ({len(val_tokens)} tokens) holds fewer than {world_size} sequences of {args.sequence_length}: lower --sequence_length")
@@ -1018,14 +1102,15 @@ def prepare_run(args, rank, world_size, device):
             f"{args.output_dir} already holds a run: continue it with --resume_from latest, "
             "write elsewhere with --output_dir, or start over there with --overwrite 1"
         )
-    return config, loader, val_tokens, checkpoint
+    hellaswag = read_hellaswag(args.hellaswag_file) if args.hellaswag_every or args.eval_only else None
+    return config, loader, val_tokens, hellaswag, checkpoint
 
 
 def train(args):
     rank, local_rank, world_size, device = setup_distributed(args)
     master = rank == 0
     device_type = device.type
-    config, loader, val_tokens, checkpoint = agree_on_errors(lambda: prepare_run(args, rank, world_size, device), world_size, device)
+    config, loader, val_tokens, hellaswag, checkpoint = agree_on_errors(lambda: prepare_run(args, rank, world_size, device), world_size, device)
     B, T = args.batch_size, args.sequence_length
     grad_accum = grad_accumulation_steps(args, world_size)
     tokens_per_step = B * T * world_size * grad_accum
@@ -1046,6 +1131,9 @@ def train(args):
     start_step, train_time = 0, 0.0
     if checkpoint is not None:
         raw_model.load_state_dict(checkpoint["model"])
+        if args.eval_only:
+            evaluate_checkpoint(raw_model, checkpoint, val_tokens, hellaswag, args, rank, world_size, device, autocast)
+            return
         optimizer.load_state_dict(checkpoint["optimizer"])
         loader.load_state_dict(checkpoint["loader"])
         set_rng_states(checkpoint["rng"])
@@ -1081,7 +1169,6 @@ def train(args):
             for path in old:
                 path.unlink()
         metrics = MetricsLog(Path(args.output_dir) / "metrics.jsonl", keep_before_step=start_step if checkpoint else None)
-        encoding = gpt2_encoding() if args.sample_every > 0 else None
         wandb_run = None
         if args.log_wandb:
             import wandb
@@ -1095,6 +1182,7 @@ def train(args):
         if checkpoint:
             print(f"resumed from {checkpoint['path']} at step {start_step}")
     del checkpoint
+    encoding = gpt2_encoding() if (master and args.sample_every > 0) or hellaswag else None
 
     def log(record, line):
         if master:
@@ -1111,6 +1199,9 @@ def train(args):
         if val_tokens is not None and (is_last or (args.val_loss_every > 0 and step % args.val_loss_every == 0)):
             val_loss, val_count = evaluate(model, val_tokens, args, rank, world_size, device, autocast)
             log({"step": step, "val_loss": val_loss, "val_tokens": val_count}, f"step {step:5d}/{last_step} | val loss {val_loss:.4f} ({val_count:,} tokens)")
+        if hellaswag and (is_last or step % args.hellaswag_every == 0):
+            acc, acc_norm, count = evaluate_hellaswag(raw_model, hellaswag, encoding, rank, world_size, device, autocast, config.block_size)
+            log({"step": step, "hellaswag_acc": acc, "hellaswag_acc_norm": acc_norm, "hellaswag_examples": count}, f"step {step:5d}/{last_step} | HellaSwag acc_norm {acc_norm:.4f}, acc {acc:.4f} ({count:,} examples)")
         if master and args.sample_every > 0 and (is_last or step % args.sample_every == 0):
             text = sample_text(raw_model, encoding, device, autocast, args.sample_length, args.seed + step)
             print(f"sample at step {step}:\n{text}\n---", flush=True)
@@ -1223,6 +1314,9 @@ def build_parser():
     p.add_argument("--device", default="", choices=["", "cpu", "cuda"], help="'': CUDA when available")
     p.add_argument("--seed", type=int, default=1337, help="seed for initialization")
     p.add_argument("--log_wandb", type=int, default=0, help="1: also log to Weights & Biases")
+    p.add_argument("--hellaswag_every", type=int, default=0, help="HellaSwag accuracy every N steps and at the end (0: never)")
+    p.add_argument("--hellaswag_file", default=str(HELLASWAG_FILE), help="HellaSwag val jsonl (python data/hellaswag.py fetches it)")
+    p.add_argument("--eval_only", type=int, default=0, help="1: only evaluate --resume_from's checkpoint (val loss and HellaSwag), then exit")
     overrides = p.add_argument_group("model config overrides (GPTConfig fields; see their declaration)")
     for field in dataclasses.fields(GPTConfig):
         overrides.add_argument(f"--{field.name}", type=parse_bool if field.type is bool else field.type, default=None, help="(default: from --model)")
@@ -1264,7 +1358,9 @@ def check_args(args):
     for name in positive:
         if getattr(args, name) < 1:
             raise UsageError(f"--{name} must be at least 1, not {getattr(args, name)}")
-    for name in ("total_batch_size", "grad_accumulation_steps", "warmup_iters", "warmdown_iters", "val_loss_every", "val_max_steps", "val_batch_size", "sample_every", "save_every", "weight_decay", "grad_clip"):
+    if args.eval_only and not args.resume_from:
+        raise UsageError("--eval_only 1 evaluates a checkpoint: give it with --resume_from PATH (or latest)")
+    for name in ("hellaswag_every", "total_batch_size", "grad_accumulation_steps", "warmup_iters", "warmdown_iters", "val_loss_every", "val_max_steps", "val_batch_size", "sample_every", "save_every", "weight_decay", "grad_clip"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name} must not be negative, not {getattr(args, name)}")
     if args.sample_every and args.sample_length + 1 > config.block_size:

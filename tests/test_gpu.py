@@ -124,3 +124,18 @@ def test_flash_attn_and_sdpa_paths_agree(flash_cls, sdpa_cls, changes, window):
         results.append((out.float(), xi.grad, attn.c_proj.weight.grad))
     for a, b in zip(*results):
         assert (a - b).norm() / b.norm() < 2e-2
+
+
+def test_hellaswag_on_gpu_during_training_and_eval_only(tmp_path):
+    import json
+
+    from test_hellaswag import write_examples
+
+    data = write_examples(tmp_path / "hs.jsonl")
+    out = tmp_path / "run"
+    flags = [*TINY, "--device", "cuda", "--warmup_iters", "1", "--val_tokens", "8192", "--hellaswag_file", str(data), "--output_dir", str(out)]
+    run_trainer(*flags, "--compile", "1", "--num_iterations", "4", "--hellaswag_every", "2")
+    records = [r for r in read_metrics(out) if "hellaswag_acc_norm" in r]
+    assert [r["step"] for r in records] == [0, 2, 4] and all(r["hellaswag_examples"] == 5 for r in records)
+    run_trainer(*flags, "--eval_only", "1", "--resume_from", "latest")
+    assert json.loads((out / "eval.jsonl").read_text())["hellaswag_examples"] == 5
