@@ -1020,13 +1020,14 @@ def evaluate_hellaswag(model, examples, encoding, rank, world_size, device, auto
     return correct / total, correct_norm / total, int(total)
 
 
-def sample_text(model, encoding, device, autocast, length, seed):
-    """A short top-k sample from <|endoftext|>, with its own generator so training RNG is untouched."""
+def sample_text(model, encoding, device, autocast, prompt, length, seed, top_k=40, temperature=1.0):
+    """The prompt and a sampled continuation of it (from <|endoftext|> when the prompt is empty), as
+    text; its own generator leaves the training RNG untouched."""
     generator = torch.Generator(device=device).manual_seed(seed)
-    idx = torch.full((1, 1), GPT2_EOT, dtype=torch.long, device=device)
+    idx = torch.tensor([encoding.encode_ordinary(prompt) or [GPT2_EOT]], device=device)
     with autocast:
-        out = model.generate(idx, length, temperature=1.0, top_k=40, generator=generator)
-    return encoding.decode([t for t in out[0, 1:].tolist() if t != GPT2_EOT] or [])
+        out = model.generate(idx, length, temperature=temperature, top_k=top_k, generator=generator)
+    return encoding.decode([t for t in out[0].tolist() if t != GPT2_EOT])
 
 
 def describe_attention(model, T, is_cuda, dtype):
@@ -1203,7 +1204,7 @@ def train(args):
             acc, acc_norm, count = evaluate_hellaswag(raw_model, hellaswag, encoding, rank, world_size, device, autocast, config.block_size)
             log({"step": step, "hellaswag_acc": acc, "hellaswag_acc_norm": acc_norm, "hellaswag_examples": count}, f"step {step:5d}/{last_step} | HellaSwag acc_norm {acc_norm:.4f}, acc {acc:.4f} ({count:,} examples)")
         if master and args.sample_every > 0 and (is_last or step % args.sample_every == 0):
-            text = sample_text(raw_model, encoding, device, autocast, args.sample_length, args.seed + step)
+            text = sample_text(raw_model, encoding, device, autocast, "", args.sample_length, args.seed + step)
             print(f"sample at step {step}:\n{text}\n---", flush=True)
         if is_last:
             break
@@ -1389,23 +1390,19 @@ def sample_from_checkpoint(args):
     model.load_state_dict(checkpoint["model"])
     model.to(device).eval()
     encoding = gpt2_encoding()
-    prompt = encoding.encode_ordinary(args.prompt) or [GPT2_EOT]
-    if len(prompt) + args.sample_length > config.block_size:
-        raise UsageError(f"the prompt ({len(prompt)} tokens) + --sample_length {args.sample_length} exceed the model's block_size {config.block_size}")
+    prompt_tokens = len(encoding.encode_ordinary(args.prompt)) or 1
+    if prompt_tokens + args.sample_length > config.block_size:
+        raise UsageError(f"the prompt ({prompt_tokens} tokens) + --sample_length {args.sample_length} exceed the model's block_size {config.block_size}")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    generator = torch.Generator(device=device).manual_seed(args.seed)
-    with autocast:
-        out = model.generate(torch.tensor([prompt], device=device), args.sample_length, temperature=args.temperature, top_k=args.top_k or None, generator=generator)
-    print(encoding.decode(out[0].tolist()))
+    print(sample_text(model, encoding, device, autocast, args.prompt, args.sample_length, args.seed, args.top_k or None, args.temperature))
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         if args.sample_from:
-            for name in ("sample_length", "top_k"):
-                if getattr(args, name) < (1 if name == "sample_length" else 0):
-                    raise UsageError(f"--{name} must be positive, not {getattr(args, name)}")
+            if args.sample_length < 1 or args.top_k < 0:
+                raise UsageError(f"--sample_length must be at least 1 and --top_k not negative, not {args.sample_length} and {args.top_k}")
             if args.temperature <= 0:
                 raise UsageError(f"--temperature must be positive, not {args.temperature}")
             sample_from_checkpoint(args)
