@@ -131,6 +131,7 @@ MODEL_CONFIGS = {
 # Layers
 
 NORM_TYPES = ("layernorm", "rmsnorm")
+RMS_NORM_EPS = 1e-6  # explicit: F.rms_norm's default in bf16 would be 0.0078
 
 
 class Norm(nn.Module):
@@ -147,7 +148,7 @@ class Norm(nn.Module):
         if self.norm_type == "layernorm":
             y = F.layer_norm(x.float(), shape, self.weight, self.bias, eps=1e-5)
         else:
-            y = F.rms_norm(x.float(), shape, self.weight, eps=1e-6)
+            y = F.rms_norm(x.float(), shape, self.weight, eps=RMS_NORM_EPS)
         return y.type_as(x)
 
 
@@ -448,7 +449,7 @@ class MultiHeadLatentAttention(nn.Module):
             gain = self.qk_norm.k_norm.weight
             k_nope = torch.einsum("btc,hnc->bthn", c_kv, w_uk)
             k_full = torch.cat((k_nope, k_rope.expand(B, T, self.n_head, self.rope)), dim=-1).float()
-            cache["k_rms"][:, pos : pos + T] = torch.rsqrt(k_full.pow(2).mean(-1) + 1e-6)
+            cache["k_rms"][:, pos : pos + T] = torch.rsqrt(k_full.pow(2).mean(-1) + RMS_NORM_EPS)
             q_nope, k_rope = q_nope * gain[: self.nope], k_rope * gain[self.nope :]
         cache["c_kv"][:, pos : pos + T] = c_kv
         cache["k_rope"][:, pos : pos + T] = self.rotary(k_rope, pos).squeeze(2)
@@ -1120,8 +1121,9 @@ def train(args):
     if device_type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    if config.attn_backend == "flash_attn" and flash_attn_unavailable(device_type == "cuda", dtype):
-        raise UsageError(f"--attn_backend flash_attn, but {flash_attn_unavailable(device_type == 'cuda', dtype)}; use --attn_backend auto or sdpa")
+    flash_attn_problem = flash_attn_unavailable(device_type == "cuda", dtype)
+    if config.attn_backend == "flash_attn" and flash_attn_problem:
+        raise UsageError(f"--attn_backend flash_attn, but {flash_attn_problem}; use --attn_backend auto or sdpa")
 
     torch.manual_seed(args.seed)
     random.seed(args.seed)
