@@ -1,0 +1,87 @@
+"""The chunked loss (return_logits=False, what training and validation use) against the loss over
+the whole batch's logits: the same value and the same gradients."""
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import train_gpt2_mod as m
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(m, "LOSS_CHUNK_ROWS", 7)  # 30 rows: four full chunks and a short one
+
+
+def batch(seed=0, ignored=True):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(30, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(53, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 53, (30,), generator=g)
+    if ignored:
+        t[::4] = m.IGNORE_INDEX
+    return x, w, t
+
+
+@pytest.mark.parametrize("ignored", [False, True])
+def test_chunked_loss_and_gradients_match_full_logits(small_chunks, ignored):
+    x, w, t = batch(ignored=ignored)
+    loss = m.chunked_cross_entropy(x, w, t)
+    gx, gw = torch.autograd.grad(2.5 * loss, (x, w))  # backward scales by the incoming gradient
+    ref = F.cross_entropy(x @ w.t(), t, ignore_index=m.IGNORE_INDEX)
+    rx, rw = torch.autograd.grad(2.5 * ref, (x, w))
+    # the loss goes through fp32 logits, as in training: fp32 rounding, not float64
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
+    torch.testing.assert_close(gx, rx, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(gw, rw, rtol=1e-5, atol=1e-7)
+    if ignored:
+        assert (gx[::4] == 0).all()  # ignored rows get no gradient
+
+
+def test_chunked_loss_without_grad_matches(small_chunks):
+    x, w, t = batch(seed=1)
+    with torch.no_grad():
+        assert m.chunked_cross_entropy(x, w, t).item() == pytest.approx(F.cross_entropy(x @ w.t(), t, ignore_index=m.IGNORE_INDEX).item(), rel=1e-6)
+
+
+def test_chunked_loss_uses_autocast_dtype(small_chunks):
+    x, w, t = batch(seed=2)
+    x, w = x.float().detach().requires_grad_(), w.float().detach().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = m.chunked_cross_entropy(x, w, t)
+        ref = F.cross_entropy(F.linear(x, w).float(), t, ignore_index=m.IGNORE_INDEX)  # what lm_head under autocast computes
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
+    gx, gw = torch.autograd.grad(loss, (x, w))
+    assert gx.dtype == gw.dtype == torch.float32
+    rx, rw = torch.autograd.grad(ref, (x, w))
+    torch.testing.assert_close(gx, rx, rtol=2e-2, atol=1e-4)  # bf16 matmuls in both, rounded in other places
+    torch.testing.assert_close(gw, rw, rtol=2e-2, atol=1e-4)
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    config = dataclasses.replace(m.MODEL_CONFIGS["d12"], n_layer=2, n_head=2, n_embd=32, block_size=32)
+    return m.GPT(config)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_model_gradients_do_not_depend_on_return_logits(small_chunks, compiled):
+    model = tiny_model()
+    run = torch.compile(model, dynamic=False, fullgraph=True) if compiled else model
+    idx = torch.randint(0, 50257, (2, 16), generator=torch.Generator().manual_seed(3))
+
+    def grads(return_logits):
+        model.zero_grad(set_to_none=True)
+        logits, loss = run(idx, idx, return_logits=return_logits)
+        assert (logits is None) != return_logits
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    full_loss, full_grads = grads(True)
+    chunked_loss, chunked_grads = grads(False)
+    assert chunked_loss.item() == pytest.approx(full_loss.item(), rel=1e-5)
+    for a, b in zip(chunked_grads, full_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
