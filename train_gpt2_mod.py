@@ -1171,6 +1171,48 @@ def prepare_run(args, rank, world_size, device):
     return config, loader, val_tokens, hellaswag, checkpoint
 
 
+def train_step(train_model, raw_model, optimizer, loader, grad_accum, grad_clip, world_size, device, autocast):
+    """One optimizer step over grad_accum micro-batches: forward, backward, clipping, AdamW. Returns
+    this rank's mean loss and the grad norm as device tensors, without waiting for the GPU."""
+    loss_sum = torch.zeros((), device=device)
+    for micro_step in range(grad_accum):
+        x, y = loader.next_batch()
+        if device.type == "cuda":  # a copy from pinned memory does not hold the CPU up while the GPU is busy
+            x, y = x.pin_memory(), y.pin_memory()
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if world_size > 1:  # all-reduce gradients only on the last micro-step
+            train_model.require_backward_grad_sync = micro_step == grad_accum - 1
+        with autocast:
+            _, loss = train_model(x, y, return_logits=False)
+        loss_sum += loss.detach()
+        (loss / grad_accum).backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum / grad_accum, grad_norm
+
+
+class HostCopy:
+    """A device tensor copied to host memory without waiting for the GPU. tolist() then waits only for
+    the work queued before the copy; .item() would wait for everything queued since, such as the
+    next training step."""
+
+    def __init__(self, tensor):
+        self.ready = None
+        if tensor.is_cuda:
+            self.host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+            self.host.copy_(tensor, non_blocking=True)
+            self.ready = torch.cuda.Event()
+            self.ready.record()
+        else:
+            self.host = tensor
+
+    def tolist(self):
+        if self.ready is not None:
+            self.ready.synchronize()
+        return self.host.tolist()
+
+
 def train(args):
     rank, local_rank, world_size, device = setup_distributed(args)
     master = rank == 0
@@ -1260,52 +1302,62 @@ def train(args):
 
     step_times = []
     last_step = args.num_iterations
+    # A step's loss is read (which waits for the GPU) only once the next step has been launched, so
+    # the GPU does not idle while Python launches a step. A step's time runs from when the GPU could
+    # start it (its launch, or the end of the step before) to when its loss was read.
+    pending, last_read = None, 0.0
+
+    def finish(step, lr, stats, launched):
+        nonlocal train_time, last_read
+        train_loss, norm = stats.tolist()
+        now = time.perf_counter()
+        dt, last_read = now - max(launched, last_read), now
+        train_time += dt
+        step_times.append(dt)
+        tokens_per_s = tokens_per_step / dt
+        mfu = flops_per_step / dt / peak_flops / world_size if peak_flops else None
+        record = {"step": step, "train_loss": train_loss, "lr": lr, "grad_norm": norm, "step_ms": dt * 1e3, "tokens_per_s": tokens_per_s, "mfu": mfu}
+        mfu_text = f" | MFU {100 * mfu:.1f}%" if mfu is not None else ""
+        log(record, f"step {step:5d}/{last_step} | train loss {train_loss:.4f} | lr {lr:.2e} | grad norm {norm:.3f} | {dt * 1e3:.1f} ms | {tokens_per_s:,.0f} tok/s{mfu_text}")
+
     for step in range(start_step, last_step + 1):
         is_last = step == last_step
-        if val_tokens is not None and (is_last or (args.val_loss_every > 0 and step % args.val_loss_every == 0)):
+        do_val = val_tokens is not None and (is_last or (args.val_loss_every > 0 and step % args.val_loss_every == 0))
+        do_hellaswag = bool(hellaswag) and (is_last or step % args.hellaswag_every == 0)
+        sample_now = args.sample_every > 0 and (is_last or step % args.sample_every == 0)
+        if pending is not None and (is_last or do_val or do_hellaswag or sample_now):
+            finish(*pending)  # evaluation must not run inside a step's measured time
+            pending = None
+        if do_val:
             val_loss, val_count = evaluate(model, val_tokens, args, rank, world_size, device, autocast)
             log({"step": step, "val_loss": val_loss, "val_tokens": val_count}, f"step {step:5d}/{last_step} | val loss {val_loss:.4f} ({val_count:,} tokens)")
-        if hellaswag and (is_last or step % args.hellaswag_every == 0):
+        if do_hellaswag:
             acc, acc_norm, count = evaluate_hellaswag(raw_model, hellaswag, encoding, rank, world_size, device, autocast, config.block_size)
             log({"step": step, "hellaswag_acc": acc, "hellaswag_acc_norm": acc_norm, "hellaswag_examples": count}, f"step {step:5d}/{last_step} | HellaSwag acc_norm {acc_norm:.4f}, acc {acc:.4f} ({count:,} examples)")
-        if master and args.sample_every > 0 and (is_last or step % args.sample_every == 0):
+        if master and sample_now:
             text = sample_text(raw_model, encoding, device, autocast, "", args.sample_length, args.seed + step)
             print(f"sample at step {step}:\n{text}\n---", flush=True)
         if is_last:
             break
 
-        t0 = time.perf_counter()
+        launched = time.perf_counter()
         lr = learning_rate_at(step, args)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss_sum = torch.zeros((), device=device)
-        for micro_step in range(grad_accum):
-            x, y = loader.next_batch()
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if world_size > 1:  # all-reduce gradients only on the last micro-step
-                train_model.require_backward_grad_sync = micro_step == grad_accum - 1
-            with autocast:
-                _, loss = train_model(x, y)
-            loss_sum += loss.detach()
-            (loss / grad_accum).backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), args.grad_clip if args.grad_clip > 0 else float("inf"))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        train_loss = all_reduce_mean(loss_sum / grad_accum, world_size).item()  # also waits for the GPU
-        dt = time.perf_counter() - t0
-        train_time += dt
-        step_times.append(dt)
-        tokens_per_s = tokens_per_step / dt
-        mfu = flops_per_step / dt / peak_flops / world_size if peak_flops else None
-        record = {"step": step + 1, "train_loss": train_loss, "lr": lr, "grad_norm": grad_norm.item(), "step_ms": dt * 1e3, "tokens_per_s": tokens_per_s, "mfu": mfu}
-        mfu_text = f" | MFU {100 * mfu:.1f}%" if mfu is not None else ""
-        log(record, f"step {step + 1:5d}/{last_step} | train loss {train_loss:.4f} | lr {lr:.2e} | grad norm {record['grad_norm']:.3f} | {dt * 1e3:.1f} ms | {tokens_per_s:,.0f} tok/s{mfu_text}")
+        mean_loss, grad_norm = train_step(train_model, raw_model, optimizer, loader, grad_accum, args.grad_clip, world_size, device, autocast)
+        stats = HostCopy(torch.stack((all_reduce_mean(mean_loss, world_size), grad_norm)))
+        if pending is not None:
+            finish(*pending)
+        pending = (step + 1, lr, stats, launched)
 
         done = step + 1
-        if master and (done == last_step or (args.save_every > 0 and done % args.save_every == 0)):
-            path = checkpoint_path(args.output_dir, done)
-            save_checkpoint(path, raw_model, optimizer, done, train_time, loader, config, args)
-            print(f"saved {path}", flush=True)
+        if done == last_step or (args.save_every > 0 and done % args.save_every == 0):
+            finish(*pending)  # the checkpoint's train time includes this step
+            pending = None
+            if master:
+                path = checkpoint_path(args.output_dir, done)
+                save_checkpoint(path, raw_model, optimizer, done, train_time, loader, config, args)
+                print(f"saved {path}", flush=True)
 
     if master:
         # steady state: leave out the first steps (compilation, allocator warm-up)

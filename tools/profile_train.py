@@ -1,0 +1,125 @@
+"""
+Where a training step's GPU time goes: the trainer's own train_step under torch.profiler, its
+kernels grouped by kind (matmul, attention, fused elementwise and reductions, optimizer, copies),
+the GPU's idle share of the step, and the kernels that take the most time.
+
+Flags after -- are the trainer's (model, batch shape, compile, backend, ...). Data: the bundled
+shards, or --input_bin. Without --steps the profile covers 3 steps after 15 warm-up steps.
+
+    python tools/profile_train.py -- --model d12 --batch_size 32 --sequence_length 1024 --compile 1
+    python tools/profile_train.py --trace d12.json.gz -- --model d12_flash_mla --compile 1
+"""
+
+import argparse
+import collections
+import re
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import train_gpt2_mod as m  # noqa: E402
+
+# first match wins; inductor's own matmul templates are named triton_tem_*
+KERNEL_KINDS = [
+    ("attention", re.compile(r"cudnn|fmha|flash|attention|flex", re.I)),
+    ("matmul", re.compile(r"gemm|nvjet|cutlass|xmma|wgmma|triton_tem|splitK|cublas", re.I)),
+    ("optimizer and clipping", re.compile(r"multi_tensor|adam|foreach", re.I)),
+    ("fused elementwise and reductions (Triton)", re.compile(r"^triton_")),
+    ("copies and fills", re.compile(r"memcpy|memset|copy|fill|cat", re.I)),
+]
+
+
+def kind_of(name):
+    return next((kind for kind, pattern in KERNEL_KINDS if pattern.search(name)), "other")
+
+
+def main():
+    argv = sys.argv[1:]
+    trainer_argv = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--warmup", type=int, default=15, help="steps before timing (compilation, allocator)")
+    p.add_argument("--timed", type=int, default=20, help="steps timed without the profiler")
+    p.add_argument("--steps", type=int, default=3, help="steps under the profiler")
+    p.add_argument("--top", type=int, default=25, help="kernels listed")
+    p.add_argument("--trace", help="also write a Chrome trace (.json or .json.gz) of the profiled steps")
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        sys.exit("error: this profiles GPU kernels; it needs a CUDA GPU")
+    targs = m.build_parser().parse_args(trainer_argv)
+    m.check_args(targs)
+    config = m.build_config(targs)
+    device = torch.device("cuda")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    dtype = torch.bfloat16 if (targs.dtype or "bfloat16") == "bfloat16" else torch.float32
+    autocast = torch.autocast("cuda", dtype=dtype) if dtype != torch.float32 else nullcontext()
+    B, T = targs.batch_size, targs.sequence_length
+    grad_accum = m.grad_accumulation_steps(targs, 1)
+    loader = m.DistributedTokenLoader(m.find_shards(targs.input_bin, "--input_bin"), B, T, 0, 1)
+    torch.manual_seed(targs.seed)
+    raw_model = m.GPT(config).to(device)
+    model = torch.compile(raw_model, dynamic=False) if targs.compile else raw_model
+    optimizer = m.make_optimizer(raw_model, targs.learning_rate, targs.weight_decay, "cuda")
+    print(m.describe_attention(raw_model, T, True, dtype))
+
+    def run_steps(n):
+        """n training steps, each step's loss read after the next one is launched, as the trainer
+        does; returns the mean ms per step."""
+        torch.cuda.synchronize()
+        t0, previous = time.perf_counter(), None
+        for _ in range(n):
+            loss, _ = m.train_step(model, raw_model, optimizer, loader, grad_accum, targs.grad_clip, 1, device, autocast)
+            if previous is not None:
+                previous.tolist()
+            previous = m.HostCopy(loss)
+        previous.tolist()
+        return (time.perf_counter() - t0) * 1e3 / n
+
+    run_steps(args.warmup)
+    # memory: what the forward pass keeps for backward, and the step's peak
+    at_rest = torch.cuda.memory_allocated()
+    x, y = (t.to(device) for t in loader.next_batch())
+    with autocast:
+        _, loss = model(x, y, return_logits=False)
+    held = torch.cuda.memory_allocated() - at_rest
+    loss.backward()
+    optimizer.zero_grad(set_to_none=True)
+    torch.cuda.reset_peak_memory_stats()
+    step_ms = run_steps(args.timed)
+    tokens = B * T * grad_accum
+    print(f"{targs.model}, {torch.cuda.get_device_name()}, batch {B}x{T}x{grad_accum}: {step_ms:.1f} ms/step (mean of {args.timed}), {tokens / step_ms * 1e3:,.0f} tok/s")
+    print(f"memory: {at_rest / 2**30:.2f} GiB between steps (weights, optimizer state), {held / 2**30:.2f} GiB kept by the forward pass for backward, peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        wall_ms = run_steps(args.steps)
+    # GPU-side events, less the user annotations (such as the optimizer's), which span kernels
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA and not getattr(e, "is_user_annotation", False)]
+    per_name = collections.defaultdict(lambda: [0.0, 0])
+    for e in kernels:
+        per_name[e.name][0] += e.device_time / 1e3 / args.steps  # ms per step
+        per_name[e.name][1] += 1
+    per_kind = collections.defaultdict(float)
+    for name, (ms, _) in per_name.items():
+        per_kind[kind_of(name)] += ms
+    busy = sum(per_kind.values())
+    print(f"\nprofiled {args.steps} steps: {wall_ms:.1f} ms/step wall (profiler on), GPU busy {busy:.1f} ms, idle {wall_ms - busy:.1f} ms ({100 * (1 - busy / wall_ms):.1f}%)\n")
+    print("| kernel kind | ms/step | share of busy |\n| --- | --- | --- |")
+    for kind, ms in sorted(per_kind.items(), key=lambda kv: -kv[1]):
+        print(f"| {kind} | {ms:.2f} | {100 * ms / busy:.1f}% |")
+    print(f"\n| top kernels | kind | launches/step | ms/step |\n| --- | --- | --- | --- |")
+    for name, (ms, n) in sorted(per_name.items(), key=lambda kv: -kv[1][0])[: args.top]:
+        print(f"| {name[:90]} | {kind_of(name)} | {n / args.steps:g} | {ms:.3f} |")
+    if args.trace:
+        prof.export_chrome_trace(args.trace)
+        print(f"\ntrace written to {args.trace}")
+
+
+if __name__ == "__main__":
+    main()
