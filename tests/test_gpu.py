@@ -48,6 +48,25 @@ def test_bf16_cuda_matches_fp32_cpu():
     assert abs(loss.item() - ref_loss.item()) < 2e-2
 
 
+def test_chunked_loss_matches_full_logits_compiled_in_bf16():
+    torch.manual_seed(0)
+    model = GPT(small()).cuda()
+    compiled = torch.compile(model, fullgraph=True, dynamic=False)
+    idx = torch.randint(0, 50257, (16, 256), device="cuda")  # 4096 rows: one full chunk of the loss
+
+    def loss_and_grads(return_logits):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            _, loss = compiled(idx, idx, return_logits=return_logits)
+        loss.backward()
+        return loss.item(), torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    full_loss, full = loss_and_grads(True)
+    chunked_loss, chunked = loss_and_grads(False)
+    assert abs(chunked_loss - full_loss) < 1e-3
+    assert (chunked - full).norm() / full.norm() < 1e-2  # bf16 matmuls on both sides
+
+
 def test_adamw_is_fused_on_cuda():
     model = GPT(small()).cuda()
     assert make_optimizer(model, 1e-3, 0.1, "cuda").defaults["fused"] is True

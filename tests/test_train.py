@@ -17,6 +17,11 @@ def test_loss_falls_on_bundled_data(tmp_path):
     assert sum(train[s] for s in range(36, 41)) / 5 < train[1] - 2.0
     assert val[40] < val[0] - 2.0
     assert sorted(val) == [0, 20, 40]
+    # each step's loss is read after the next step starts, yet logged once, in order, before the
+    # validation that follows it
+    order = [(r["step"], "val_loss" in r) for r in records]
+    assert [s for s, is_val in order if not is_val] == list(range(1, 41))
+    assert order.index((20, False)) < order.index((20, True)) < order.index((21, False))
     assert (tmp_path / "ckpt_000040.pt").exists() and (tmp_path / "run.json").exists()
     assert all("tokens" in r and "train_time_s" in r for r in records)
 
