@@ -67,6 +67,12 @@ def test_chunked_loss_matches_full_logits_compiled_in_bf16():
     assert (chunked - full).norm() / full.norm() < 1e-2  # bf16 matmuls on both sides
 
 
+def test_trainer_with_recompute_learns_on_gpu(tmp_path):
+    run_trainer(*TINY, "--device", "cuda", "--compile", "1", "--recompute", "1", "--num_iterations", "30", "--warmup_iters", "3", "--learning_rate", "3e-3", "--val_loss_every", "0", "--val_tokens", "8192", "--output_dir", str(tmp_path))
+    train = losses(read_metrics(tmp_path))
+    assert train[30] < train[1] - 2.0
+
+
 def test_adamw_is_fused_on_cuda():
     model = GPT(small()).cuda()
     assert make_optimizer(model, 1e-3, 0.1, "cuda").defaults["fused"] is True

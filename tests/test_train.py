@@ -95,6 +95,7 @@ def test_run_sh_passes_flags_and_resumes(tmp_path):
         (["--n_head", "5"], "must be a multiple of n_head"),
         (["--resume_from", "latest"], "no checkpoint"),
         (["--warmup_iters", "500", "--num_iterations", "100"], "exceed --num_iterations"),
+        (["--recompute", "1"], "--recompute 1 works through torch.compile: add --compile 1"),
     ],
 )
 def test_bad_input_fails_clearly(tmp_path, flags, message):
