@@ -3,9 +3,11 @@ Tokens/s, MFU and peak memory of named configs, measured by training them with t
 
 Each config runs train_gpt2_mod.py for --steps steps on the bundled data (no validation, no
 sampling, nothing written but its output dir); the trainer's steady-state summary (median step
-time after the compile and warm-up steps) goes into a markdown table. Flags after -- go to every
-run.
+time after the compile and warm-up steps) goes into a markdown table. With no config named, every
+named config runs; one that fails (out of memory, say) gets a row saying so and the others go on.
+Flags after -- go to every run.
 
+    python tools/bench_train.py -- --batch_size 32 --sequence_length 1024 --compile 1
     python tools/bench_train.py d12 d12_post_norm -- --batch_size 32 --sequence_length 1024 --compile 1
     python tools/bench_train.py d12 --nproc 2 -- --batch_size 32 --compile 1
 """
@@ -20,6 +22,8 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from train_gpt2_mod import MODEL_CONFIGS  # noqa: E402
 
 
 def run(model, steps, nproc, extra, out_dir):
@@ -27,11 +31,15 @@ def run(model, steps, nproc, extra, out_dir):
     flags = ["--model", model, "--num_iterations", str(steps), "--warmup_iters", "0", "--input_val_bin", "", "--output_dir", str(out_dir), "--overwrite", "1"]
     proc = subprocess.run([*launcher, str(REPO / "train_gpt2_mod.py"), *flags, *extra], capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     if proc.returncode != 0:
-        sys.exit(f"{model} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        print(f"{model} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}", file=sys.stderr)
+        reason = "out of memory" if "out of memory" in proc.stderr.lower() else f"exit code {proc.returncode}"
+        return {"model": model, "failed": reason}
     return json.loads((Path(out_dir) / "run.json").read_text())
 
 
 def row(info):
+    if "failed" in info:
+        return f"| {info['model']} | failed: {info['failed']} | | | | | | |"
     s = info["summary"]
     args = info["args"]
     batch = f"{args['batch_size']}x{args['sequence_length']}x{info['world_size']}x{info['grad_accumulation_steps']}"
@@ -45,25 +53,29 @@ def main():
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="+", help="named configs to measure")
+    p.add_argument("models", nargs="*", default=list(MODEL_CONFIGS), help="named configs to measure (default: all)")
     p.add_argument("--steps", type=int, default=40, help="training steps per config (the summary leaves out the first 10)")
     p.add_argument("--nproc", type=int, default=1, help="processes (GPUs) per run")
     p.add_argument("--json", help="also write the runs' run.json records to this file")
     args = p.parse_args(argv)
+    unknown = [m for m in args.models if m not in MODEL_CONFIGS]
+    if unknown:
+        sys.exit(f"error: unknown model {unknown[0]!r}; valid names: {', '.join(MODEL_CONFIGS)}")
     if args.steps < 20:
         sys.exit("error: --steps must be at least 20 (the first 10 steps are warm-up)")
+    # each row as soon as its config is measured, so a run cut short keeps what it measured
+    print(f"measured {datetime.date.today()}, {args.steps} steps each, median of the steps after the 10th; batch = B x T x GPUs x accumulation\n")
+    print("| config | params | GPU | batch | ms/step | tokens/s | MFU | peak memory (GiB) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
     infos = []
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             infos.append(run(model, args.steps, args.nproc, extra, Path(tmp) / model))
-            print(f"measured {model}", file=sys.stderr, flush=True)
-    print(f"measured {datetime.date.today()}, {args.steps} steps each, median of the steps after the 10th; batch = B x T x GPUs x accumulation\n")
-    print("| config | params | GPU | batch | ms/step | tokens/s | MFU | peak memory (GiB) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for info in infos:
-        print(row(info))
-    if args.json:
-        Path(args.json).write_text(json.dumps(infos, indent=2) + "\n")
+            print(row(infos[-1]), flush=True)
+            if args.json:
+                Path(args.json).write_text(json.dumps(infos, indent=2) + "\n")
+    if any("failed" in info for info in infos):
+        sys.exit(1)
 
 
 if __name__ == "__main__":
