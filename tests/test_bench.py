@@ -1,0 +1,32 @@
+"""tools/bench_train.py on CPU: a row per config, and a failed run reported in its row."""
+
+import subprocess
+import sys
+
+from conftest import REPO
+
+TINY_MODEL = ["--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--sequence_length", "32", "--device", "cpu"]
+
+
+def bench(*args):
+    return subprocess.run([sys.executable, str(REPO / "tools" / "bench_train.py"), *args], capture_output=True, text=True, timeout=600)
+
+
+def test_bench_prints_a_row_per_config():
+    proc = bench("d12", "d12_post_norm", "--steps", "20", "--", *TINY_MODEL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| d12")]
+    assert [r.split(" | ")[0] for r in rows] == ["| d12", "| d12_post_norm"]
+    assert all(" | cpu x1 | 2x32x1x1 | " in r for r in rows)
+
+
+def test_bench_reports_a_failed_config_and_exits_nonzero():
+    proc = bench("d12", "--steps", "20", "--", *TINY_MODEL, "--learning_rate", "-1")
+    assert proc.returncode == 1
+    assert "| d12 | failed: exit code 2 |" in proc.stdout
+    assert "--learning_rate must be positive" in proc.stderr
+
+
+def test_bench_refuses_an_unknown_config():
+    proc = bench("d13")
+    assert proc.returncode == 1 and "unknown model 'd13'" in proc.stderr
