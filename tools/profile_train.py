@@ -53,16 +53,19 @@ def main():
     if not torch.cuda.is_available():
         sys.exit("error: this profiles GPU kernels; it needs a CUDA GPU")
     targs = m.build_parser().parse_args(trainer_argv)
-    m.check_args(targs)
-    config = m.build_config(targs)
+    B, T = targs.batch_size, targs.sequence_length
+    try:
+        m.check_args(targs)
+        config = m.build_config(targs)
+        grad_accum = m.grad_accumulation_steps(targs, 1)
+        loader = m.DistributedTokenLoader(m.find_shards(targs.input_bin, "--input_bin"), B, T, 0, 1)
+    except m.UsageError as e:
+        sys.exit(f"error: {e}")
     device = torch.device("cuda")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     dtype = torch.bfloat16 if (targs.dtype or "bfloat16") == "bfloat16" else torch.float32
     autocast = torch.autocast("cuda", dtype=dtype) if dtype != torch.float32 else nullcontext()
-    B, T = targs.batch_size, targs.sequence_length
-    grad_accum = m.grad_accumulation_steps(targs, 1)
-    loader = m.DistributedTokenLoader(m.find_shards(targs.input_bin, "--input_bin"), B, T, 0, 1)
     torch.manual_seed(targs.seed)
     raw_model = m.GPT(config).to(device)
     model = torch.compile(raw_model, dynamic=False) if targs.compile else raw_model
