@@ -1175,6 +1175,14 @@ def prepare_run(args, rank, world_size, device):
 RECOMPUTE_MEMORY_BUDGET = 0.85  # for --recompute 1; on d12 (H200) 0.7 and 0.85 gave the same plan
 
 
+def compile_model(model, recompute):
+    """torch.compile as the trainer runs it. recompute: the partitioner keeps activations worth at
+    most RECOMPUTE_MEMORY_BUDGET of what it would keep, and recomputes the cheapest others in backward."""
+    if recompute:
+        torch._functorch.config.activation_memory_budget = RECOMPUTE_MEMORY_BUDGET
+    return torch.compile(model, dynamic=False)
+
+
 def train_step(train_model, raw_model, optimizer, loader, grad_accum, grad_clip, world_size, device, autocast):
     """One optimizer step over grad_accum micro-batches: forward, backward, clipping, AdamW. Returns
     this rank's mean loss and the grad norm as device tensors, without waiting for the GPU."""
@@ -1251,11 +1259,7 @@ def train(args):
         set_rng_states(checkpoint["rng"])
         start_step, train_time = checkpoint["step"], checkpoint["train_time_s"]
     if args.compile:
-        if args.recompute:
-            # the partitioner then keeps activations worth at most this share of what it would keep,
-            # and recomputes the cheapest of the others in backward
-            torch._functorch.config.activation_memory_budget = RECOMPUTE_MEMORY_BUDGET
-        model = torch.compile(model, dynamic=False)
+        model = compile_model(model, args.recompute)
     train_model = model
     if world_size > 1:
         # the rotary tables are buffers computed identically on every rank: no need to broadcast them
@@ -1359,13 +1363,15 @@ def train(args):
         pending = (step + 1, lr, stats, launched)
 
         done = step + 1
-        if done == last_step or (args.save_every > 0 and done % args.save_every == 0):
-            finish(*pending)  # the checkpoint's train time includes this step
+        save_now = done == last_step or (args.save_every > 0 and done % args.save_every == 0)
+        # a checkpoint's train time includes this step; on a CPU the step has already run
+        if save_now or device_type != "cuda":
+            finish(*pending)
             pending = None
-            if master:
-                path = checkpoint_path(args.output_dir, done)
-                save_checkpoint(path, raw_model, optimizer, done, train_time, loader, config, args)
-                print(f"saved {path}", flush=True)
+        if save_now and master:
+            path = checkpoint_path(args.output_dir, done)
+            save_checkpoint(path, raw_model, optimizer, done, train_time, loader, config, args)
+            print(f"saved {path}", flush=True)
 
     if master:
         # steady state: leave out the first steps (compilation, allocator warm-up)

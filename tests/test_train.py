@@ -22,6 +22,9 @@ def test_loss_falls_on_bundled_data(tmp_path):
     order = [(r["step"], "val_loss" in r) for r in records]
     assert [s for s, is_val in order if not is_val] == list(range(1, 41))
     assert order.index((20, False)) < order.index((20, True)) < order.index((21, False))
+    # and each step's time is its own (a step read late must not take the next step's time)
+    step_ms = sorted(r["step_ms"] for r in records if "step_ms" in r)
+    assert step_ms[0] > 0.1 * step_ms[len(step_ms) // 2]
     assert (tmp_path / "ckpt_000040.pt").exists() and (tmp_path / "run.json").exists()
     assert all("tokens" in r and "train_time_s" in r for r in records)
 

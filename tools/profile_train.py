@@ -4,7 +4,7 @@ kernels grouped by kind (matmul, attention, fused elementwise and reductions, op
 the GPU's idle share of the step, and the kernels that take the most time.
 
 Flags after -- are the trainer's (model, batch shape, compile, backend, ...). Data: the bundled
-shards, or --input_bin. Without --steps the profile covers 3 steps after 15 warm-up steps.
+shards, or --input_bin. By default: 15 warm-up steps, 20 timed steps, then 3 under the profiler.
 
     python tools/profile_train.py -- --model d12 --batch_size 32 --sequence_length 1024 --compile 1
     python tools/profile_train.py --trace d12.json.gz -- --model d12_flash_mla --compile 1
@@ -13,7 +13,6 @@ shards, or --input_bin. Without --steps the profile covers 3 steps after 15 warm
 import argparse
 import collections
 import re
-import statistics
 import sys
 import time
 from contextlib import nullcontext
@@ -50,6 +49,8 @@ def main():
     p.add_argument("--top", type=int, default=25, help="kernels listed")
     p.add_argument("--trace", help="also write a Chrome trace (.json or .json.gz) of the profiled steps")
     args = p.parse_args(argv)
+    if args.warmup < 0 or args.timed < 1 or args.steps < 1:
+        sys.exit("error: --warmup must not be negative; --timed and --steps must be at least 1")
     if not torch.cuda.is_available():
         sys.exit("error: this profiles GPU kernels; it needs a CUDA GPU")
     targs = m.build_parser().parse_args(trainer_argv)
@@ -68,7 +69,7 @@ def main():
     autocast = torch.autocast("cuda", dtype=dtype) if dtype != torch.float32 else nullcontext()
     torch.manual_seed(targs.seed)
     raw_model = m.GPT(config).to(device)
-    model = torch.compile(raw_model, dynamic=False) if targs.compile else raw_model
+    model = m.compile_model(raw_model, targs.recompute) if targs.compile else raw_model
     optimizer = m.make_optimizer(raw_model, targs.learning_rate, targs.weight_decay, "cuda")
     print(m.describe_attention(raw_model, T, True, dtype))
 
@@ -116,7 +117,7 @@ def main():
     print("| kernel kind | ms/step | share of busy |\n| --- | --- | --- |")
     for kind, ms in sorted(per_kind.items(), key=lambda kv: -kv[1]):
         print(f"| {kind} | {ms:.2f} | {100 * ms / busy:.1f}% |")
-    print(f"\n| top kernels | kind | launches/step | ms/step |\n| --- | --- | --- | --- |")
+    print("\n| top kernels | kind | launches/step | ms/step |\n| --- | --- | --- | --- |")
     for name, (ms, n) in sorted(per_name.items(), key=lambda kv: -kv[1][0])[: args.top]:
         print(f"| {name[:90]} | {kind_of(name)} | {n / args.steps:g} | {ms:.3f} |")
     if args.trace:
