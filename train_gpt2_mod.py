@@ -1314,9 +1314,9 @@ def train(args):
 
     step_times = []
     last_step = args.num_iterations
-    # A step's loss is read (which waits for the GPU) only once the next step has been launched, so
-    # the GPU does not idle while Python launches a step. A step's time runs from when the GPU could
-    # start it (its launch, or the end of the step before) to when its loss was read.
+    # On CUDA a step's loss is read (which waits for the GPU) only once the next step has been
+    # launched, so the GPU does not idle while Python launches a step. A step's time runs from when
+    # the GPU could start it (its launch, or the end of the step before) to when its loss was read.
     pending, last_read = None, 0.0
 
     def finish(step, lr, stats, launched):
