@@ -522,6 +522,11 @@ IGNORE_INDEX = -100  # targets not scored (F.cross_entropy's default): val paddi
 LOSS_CHUNK_ROWS = 4096  # rows of logits the chunked loss holds at once: 0.4 GB in bf16 at vocab 50304
 
 
+def loss_chunks(x, targets, dtype):
+    """(rows of x in dtype, their targets), LOSS_CHUNK_ROWS rows at a time."""
+    return zip(x.to(dtype).split(LOSS_CHUNK_ROWS), targets.split(LOSS_CHUNK_ROWS))
+
+
 def chunk_loss(x, weight, targets):
     """For one chunk of rows: the logits in fp32, their logsumexp, the scored rows, the targets with
     the ignored ones replaced by 0 (a valid index), and the summed loss of the scored rows."""
@@ -547,7 +552,7 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         loss = torch.zeros((), device=x.device)
         grad_x, grad_w = [], torch.zeros_like(weight, dtype=torch.float32)
         vocab = torch.arange(weight.size(0), device=x.device)
-        for xc, tc in zip(x.to(dtype).split(LOSS_CHUNK_ROWS), targets.split(LOSS_CHUNK_ROWS)):
+        for xc, tc in loss_chunks(x, targets, dtype):
             logits, lse, scored, safe_targets, chunk_sum = chunk_loss(xc, w, tc)
             loss = loss + chunk_sum
             # d(mean loss)/d(logits) = (softmax - one_hot(target)) / count on scored rows, as one
@@ -573,7 +578,7 @@ def chunked_cross_entropy(x, weight, targets):
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
         return ChunkedLinearCrossEntropy.apply(x, weight, targets, dtype)
     w = weight.to(dtype)
-    total = sum(chunk_loss(xc, w, tc)[-1] for xc, tc in zip(x.to(dtype).split(LOSS_CHUNK_ROWS), targets.split(LOSS_CHUNK_ROWS)))
+    total = sum(chunk_loss(xc, w, tc)[-1] for xc, tc in loss_chunks(x, targets, dtype))
     return total / (targets != IGNORE_INDEX).sum()
 
 
@@ -1175,6 +1180,16 @@ def prepare_run(args, rank, world_size, device):
 RECOMPUTE_MEMORY_BUDGET = 0.85  # for --recompute 1; on d12 (H200) 0.7 and 0.85 gave the same plan
 
 
+def precision(dtype_flag, device_type):
+    """The autocast dtype (--dtype; '' is bfloat16 on CUDA, float32 elsewhere) and its context; on
+    CUDA, fp32 matmuls may also use TF32."""
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype_flag or ("bfloat16" if device_type == "cuda" else "float32")]
+    if device_type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return dtype, torch.autocast(device_type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+
+
 def compile_model(model, recompute):
     """torch.compile as the trainer runs it. recompute: the partitioner keeps activations worth at
     most RECOMPUTE_MEMORY_BUDGET of what it would keep, and recomputes the cheapest others in backward."""
@@ -1233,11 +1248,7 @@ def train(args):
     B, T = args.batch_size, args.sequence_length
     grad_accum = grad_accumulation_steps(args, world_size)
     tokens_per_step = B * T * world_size * grad_accum
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype or ("bfloat16" if device_type == "cuda" else "float32")]
-    autocast = torch.autocast(device_type, dtype=dtype) if dtype != torch.float32 else nullcontext()
-    if device_type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    dtype, autocast = precision(args.dtype, device_type)
     flash_attn_problem = flash_attn_unavailable(device_type == "cuda", dtype)
     if config.attn_backend == "flash_attn" and flash_attn_problem:
         raise UsageError(f"--attn_backend flash_attn, but {flash_attn_problem}; use --attn_backend auto or sdpa")

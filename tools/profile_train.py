@@ -15,7 +15,6 @@ import collections
 import re
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -63,10 +62,7 @@ def main():
     except m.UsageError as e:
         sys.exit(f"error: {e}")
     device = torch.device("cuda")
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    dtype = torch.bfloat16 if (targs.dtype or "bfloat16") == "bfloat16" else torch.float32
-    autocast = torch.autocast("cuda", dtype=dtype) if dtype != torch.float32 else nullcontext()
+    dtype, autocast = m.precision(targs.dtype, "cuda")
     torch.manual_seed(targs.seed)
     raw_model = m.GPT(config).to(device)
     model = m.compile_model(raw_model, targs.recompute) if targs.compile else raw_model
