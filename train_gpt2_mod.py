@@ -538,48 +538,64 @@ def chunk_loss(x, weight, targets):
     return logits, lse, scored, safe_targets, torch.where(scored, lse - target_logit, 0.0).sum()
 
 
-class ChunkedLinearCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy of x @ weight.T against targets, computed LOSS_CHUNK_ROWS rows at a time so
-    that the whole batch's logits never exist (B*T x vocab: 3.3 GB in bf16 at B=32, T=1024). Each
-    chunk's gradients are taken in the forward pass, while its logits are at hand; backward only
-    scales them. The arithmetic is that of lm_head under autocast followed by F.cross_entropy:
-    matmuls in `dtype`, softmax in fp32."""
+def chunk_gradients(x, weight, targets, count):
+    """For one chunk of rows: its summed loss, and the gradients of the mean loss (over count scored
+    rows in all) with respect to its rows and to the weight, taken while its logits are at hand."""
+    logits, lse, scored, safe_targets, chunk_sum = chunk_loss(x, weight, targets)
+    # d(mean loss)/d(logits) = (softmax - one_hot(target)) / count on scored rows, as one
+    # elementwise expression (an in-place scatter would cost compiled code another pass)
+    one_hot = torch.arange(weight.size(0), device=x.device)[None, :] == safe_targets[:, None]
+    grad = (((logits - lse[:, None]).exp() - one_hot.float()) * (scored / count)[:, None]).to(x.dtype)
+    return chunk_sum, grad @ weight, grad.t() @ x
+
+
+def join_chunks(sums, grad_x, grad_w, x_dtype, w_dtype):
+    """The chunks' summed loss, the rows' gradients in x's dtype, and the weight's gradient summed
+    in fp32 and given in its dtype."""
+    return sum(sums), torch.cat(grad_x).to(x_dtype), sum(g.float() for g in grad_w).to(w_dtype)
+
+
+class PrecomputedGradients(torch.autograd.Function):
+    """loss_sum / count, whose gradients with respect to x and weight were computed along with it:
+    backward only scales them."""
 
     @staticmethod
-    def forward(ctx, x, weight, targets, dtype):
-        w = weight.to(dtype)
-        count = (targets != IGNORE_INDEX).sum()
-        loss = torch.zeros((), device=x.device)
-        grad_x, grad_w = [], torch.zeros_like(weight, dtype=torch.float32)
-        vocab = torch.arange(weight.size(0), device=x.device)
-        for xc, tc in loss_chunks(x, targets, dtype):
-            logits, lse, scored, safe_targets, chunk_sum = chunk_loss(xc, w, tc)
-            loss = loss + chunk_sum
-            # d(mean loss)/d(logits) = (softmax - one_hot(target)) / count on scored rows, as one
-            # elementwise expression (an in-place scatter would cost compiled code another pass)
-            one_hot = vocab[None, :] == safe_targets[:, None]
-            grad = (((logits - lse[:, None]).exp() - one_hot.float()) * (scored / count)[:, None]).to(dtype)
-            grad_x.append(grad @ w)
-            grad_w += (grad.t() @ xc).float()
-        ctx.save_for_backward(torch.cat(grad_x).to(x.dtype), grad_w.to(weight.dtype))
-        return loss / count
+    def forward(ctx, x, weight, loss_sum, count, grad_x, grad_w):
+        ctx.save_for_backward(grad_x, grad_w)
+        return loss_sum / count
 
     @staticmethod
     def backward(ctx, grad_loss):
         grad_x, grad_w = ctx.saved_tensors
-        return grad_x * grad_loss, grad_w * grad_loss, None, None
+        return grad_x * grad_loss, grad_w * grad_loss, None, None, None, None
 
 
+# Under torch.compile the chunks must stay out of the model's graph: inside it, inductor computes
+# every chunk's logits before consuming any (d12 at 32 x 1024: all 3.1 GiB of them live at once).
+# recursive=False leaves the functions called here to torch.compile, so each chunk's step and the
+# final join still compile, as graphs of their own that run one after another.
+@torch.compiler.disable(recursive=False)
 def chunked_cross_entropy(x, weight, targets):
-    """Mean cross-entropy of the logits x @ weight.T (x: (N, C), targets: (N,)), never holding more
-    than LOSS_CHUNK_ROWS rows of logits; the matmuls in autocast's dtype when autocast is on."""
+    """Mean cross-entropy of the logits x @ weight.T (x: (N, C), targets: (N,)), computed
+    LOSS_CHUNK_ROWS rows at a time so that the whole batch's logits never exist (B*T x vocab: 3.3 GB
+    in bf16 at B=32, T=1024). The arithmetic is that of lm_head under autocast followed by
+    F.cross_entropy: matmuls in autocast's dtype when autocast is on, softmax in fp32."""
     device_type = x.device.type
     dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-        return ChunkedLinearCrossEntropy.apply(x, weight, targets, dtype)
-    w = weight.to(dtype)
-    total = sum(chunk_loss(xc, w, tc)[-1] for xc, tc in loss_chunks(x, targets, dtype))
-    return total / (targets != IGNORE_INDEX).sum()
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    with torch.no_grad():  # the gradients are taken by hand, chunk by chunk
+        w = weight.to(dtype)
+        count = (targets != IGNORE_INDEX).sum()
+        if not needs_grad:
+            return sum(chunk_loss(xc, w, tc)[-1] for xc, tc in loss_chunks(x, targets, dtype)) / count
+        sums, grad_x, grad_w = [], [], []
+        for xc, tc in loss_chunks(x, targets, dtype):
+            chunk_sum, chunk_grad_x, chunk_grad_w = chunk_gradients(xc, w, tc, count)
+            sums.append(chunk_sum)
+            grad_x.append(chunk_grad_x)
+            grad_w.append(chunk_grad_w)
+        loss_sum, grad_x, grad_w = join_chunks(sums, grad_x, grad_w, x.dtype, weight.dtype)
+    return PrecomputedGradients.apply(x, weight, loss_sum, count, grad_x, grad_w)
 
 
 class GPT(nn.Module):

@@ -39,3 +39,11 @@ def read_metrics(output_dir):
 
 def losses(records, key="train_loss"):
     return {r["step"]: r[key] for r in records if key in r}
+
+
+def only_the_loss_breaks_the_graph():
+    """Whether every graph break torch.compile recorded since counters.clear() is the planned one:
+    the chunked loss runs outside the model's graph (its chunks compile as graphs of their own)."""
+    from torch._dynamo.utils import counters
+
+    return all("chunked_cross_entropy" in reason for reason in counters["graph_break"])
