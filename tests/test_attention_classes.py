@@ -2,7 +2,6 @@
 
 import dataclasses
 import itertools
-import json
 import math
 
 import pytest
@@ -20,7 +19,6 @@ from train_gpt2_mod import (
     MultiHeadLatentAttention,
     SlidingWindowAttention,
     UsageError,
-    main,
 )
 
 D12 = MODEL_CONFIGS["d12"]

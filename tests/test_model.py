@@ -82,7 +82,6 @@ def test_causal_future_tokens_do_not_change_the_past():
     a = torch.randint(0, 50257, (1, 24))
     b = a.clone()
     b[0, 12:] = torch.randint(0, 50257, (12,))
-    x = model.transformer.wte(a), model.transformer.wte(b)
     with torch.no_grad():
         la, _ = model(a, a)
         lb, _ = model(b, b)

@@ -1,7 +1,5 @@
 """Sliding-window attention: each token sees itself and the W - 1 tokens before it."""
 
-import dataclasses
-
 import pytest
 import torch
 
