@@ -14,18 +14,24 @@ With no --input_bin it trains on the bundled Shakespeare shards in data/shakespe
 
 import argparse
 import dataclasses
+import errno
+import fcntl
 import glob
 import importlib.util
 import json
 import math
 import os
+import pickle
 import random
 import re
+import shutil
+import signal
 import statistics
 import sys
 import time
 import warnings
-from contextlib import nullcontext
+import zipfile
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +58,45 @@ GPT2_EOT = 50256  # <|endoftext|>, the document separator in every shard
 
 
 class UsageError(Exception):
-    """A problem with the user's input (flags, data, checkpoint): printed plainly, exit code 2."""
+    """A problem with the user's input (flags, data, checkpoint, output dir): printed as one line,
+    exit code 2."""
+
+    exit_code = 2
+
+
+class TrainingStopped(UsageError):
+    """A fault met while training (a full disk, a diverging loss): one line that says how to go on,
+    exit code 1. The last checkpoint on disk is whole and can be resumed."""
+
+    exit_code = 1
+
+
+def os_error_in(exc):
+    """The OSError behind exc, or None: torch.save reports a failed write as a RuntimeError whose
+    context holds the OSError."""
+    while exc is not None and not isinstance(exc, OSError):
+        exc = exc.__cause__ or exc.__context__
+    return exc
+
+
+@contextmanager
+def atomic_write(path, mode="wb"):
+    """A file object for path's temporary twin: on success it is fsynced and renamed over path, on
+    any failure or interrupt it is removed, so path is never half-written and no partial file stays
+    behind (a full disk is reported as such)."""
+    tmp = Path(f"{path}.tmp")
+    try:
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        os_error = os_error_in(e)
+        if os_error is not None and os_error.errno == errno.ENOSPC:
+            raise TrainingStopped(f"no space left on the device writing {path} (the partial file was removed): free some space, then go on") from e
+        raise
 
 
 # -----------------------------------------------------------------------------
@@ -700,13 +744,9 @@ def write_shard(path, tokens):
         raise ValueError("shard tokens must fit in uint16")
     header = np.zeros(256, dtype=np.int32)
     header[:3] = (SHARD_MAGIC, SHARD_VERSION, tokens.size)
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as f:
         f.write(header.tobytes())
         f.write(tokens.astype(np.uint16).tobytes())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def shard_token_count(path):
@@ -731,8 +771,12 @@ def shard_token_count(path):
     return int(ntok)
 
 
-def read_shard(path):
-    return np.memmap(path, dtype=np.uint16, mode="r", offset=SHARD_HEADER_BYTES, shape=(shard_token_count(path),))
+def read_shard(path, vocab_size=None):
+    """A shard's tokens (memory-mapped); with vocab_size, checked to be valid token ids for the model."""
+    tokens = np.memmap(path, dtype=np.uint16, mode="r", offset=SHARD_HEADER_BYTES, shape=(shard_token_count(path),))
+    if vocab_size is not None and tokens.size and int(tokens.max()) >= vocab_size:
+        raise UsageError(f"{path} holds token id {int(tokens.max())}, beyond the model's vocab_size {vocab_size}: it was not made with GPT-2's tokenizer")
+    return tokens
 
 
 def find_shards(pattern, flag):
@@ -748,27 +792,37 @@ class DistributedTokenLoader:
     Each step takes world_size * B * T consecutive tokens; rank r reads the r-th contiguous slice
     of B * T (+1 for the targets). The position (shard, offset) is the same on every rank and is
     saved in checkpoints, so a resumed run reads exactly what the uninterrupted run would have.
+    A shard too short for one step (the remainder at the end of a dataset) is skipped.
     """
 
-    def __init__(self, files, B, T, rank, world_size):
-        self.files, self.B, self.T, self.rank, self.world_size = files, B, T, rank, world_size
+    def __init__(self, files, B, T, rank, world_size, vocab_size=None):
+        self.B, self.T, self.rank, self.world_size, self.vocab_size = B, T, rank, world_size, vocab_size
         self.step_tokens = B * T * world_size
-        for path in files:
-            ntok = shard_token_count(path)
-            if ntok < self.step_tokens + 1:
-                raise UsageError(
-                    f"{path} has {ntok} tokens, fewer than one step needs "
-                    f"(batch_size * sequence_length * world_size + 1 = {self.step_tokens + 1}): "
-                    "lower --batch_size or --sequence_length"
-                )
-        self.load_state_dict({"shard": 0, "position": 0})
+        self.files = [path for path in files if shard_token_count(path) >= self.step_tokens + 1]
+        need = f"batch_size * sequence_length * world_size + 1 = {self.step_tokens + 1}"
+        if not self.files:
+            raise UsageError(f"no shard is long enough: each of the {len(files)} has fewer than one step needs ({need}): lower --batch_size or --sequence_length")
+        if rank == 0:
+            for path in sorted(set(files) - set(self.files)):
+                print(f"note: skipping {path}: {shard_token_count(path)} tokens, fewer than one step needs ({need})")
+        self.open(0, 0)
+
+    def open(self, shard, position):
+        self.shard, self.position = shard % len(self.files), position
+        self.tokens = read_shard(self.files[self.shard], self.vocab_size)
 
     def state_dict(self):
         return {"shard": self.shard, "position": self.position}
 
     def load_state_dict(self, state):
-        self.shard, self.position = state["shard"] % len(self.files), state["position"]
-        self.tokens = read_shard(self.files[self.shard])
+        """The position a checkpoint saved; refused where today's shards do not hold it."""
+        shard, position = state["shard"], state["position"]
+        if shard >= len(self.files) or position + self.step_tokens + 1 > shard_token_count(self.files[shard]):
+            raise UsageError(
+                f"the checkpoint's data position (shard {shard}, token {position:,}) is not in the {len(self.files)} usable shards "
+                "of --input_bin at this batch size: resume with the first run's --input_bin, --batch_size and --sequence_length"
+            )
+        self.open(shard, position)
 
     def next_batch(self):
         start = self.position + self.rank * self.B * self.T
@@ -776,15 +830,15 @@ class DistributedTokenLoader:
         x, y = buf[:-1].view(self.B, self.T), buf[1:].view(self.B, self.T)
         self.position += self.step_tokens
         if self.position + self.step_tokens + 1 > len(self.tokens):
-            self.load_state_dict({"shard": self.shard + 1, "position": 0})
+            self.open(self.shard + 1, 0)
         return x, y
 
 
-def read_val_tokens(files, max_tokens):
+def read_val_tokens(files, max_tokens, vocab_size=None):
     """The first max_tokens tokens of the val shards, concatenated (or all of them, if fewer)."""
     parts, total = [], 0
     for path in files:
-        part = read_shard(path)[: max_tokens - total]
+        part = read_shard(path, vocab_size)[: max_tokens - total]
         parts.append(np.asarray(part))
         total += part.size
         if total >= max_tokens:
@@ -858,8 +912,9 @@ def set_rng_states(states):
         torch.cuda.set_rng_state(states["cuda"])
 
 
-def save_checkpoint(path, model, optimizer, step, train_time, loader, config, args):
-    """Write to a temporary file, fsync, then rename: a crash never leaves a half-written checkpoint."""
+def save_checkpoint(path, model, optimizer, step, train_time, loader, config, args, tokens_per_step):
+    """Written through atomic_write: a crash, an interrupt or a full disk never leaves a half-written
+    checkpoint or a partial temporary file."""
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -869,21 +924,39 @@ def save_checkpoint(path, model, optimizer, step, train_time, loader, config, ar
         "rng": rng_states(),
         "config": dataclasses.asdict(config),
         "args": vars(args),
+        "tokens_per_step": tokens_per_step,
     }
-    tmp = Path(f"{path}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as f:
         torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+
+# weights_only loading runs no code from the file; beyond tensors and plain Python values, a
+# checkpoint holds only numpy's RNG state (an array of uint32), which these rebuild
+_np_core = np._core if hasattr(np, "_core") else np.core
+CHECKPOINT_SAFE_GLOBALS = [_np_core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
 def load_checkpoint(path):
+    """A checkpoint written by this trainer, loaded without running any code from the file."""
     try:
-        # mmap: the ranks of a node share the file's pages instead of each holding a copy
-        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        with torch.serialization.safe_globals(CHECKPOINT_SAFE_GLOBALS):
+            # mmap: the ranks of a node share the file's pages instead of each holding a copy
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if not isinstance(checkpoint, dict) or not {"model", "config", "step"} <= checkpoint.keys():
+            raise ValueError("it holds no model, config and step")
     except Exception as e:
-        raise UsageError(f"cannot load checkpoint {path}: {e}") from e
+        if Path(path).stat().st_size == 0:
+            reason = "the file is empty"
+        elif not zipfile.is_zipfile(path):
+            reason = "not a PyTorch file: a truncated copy or another kind of file"
+        elif isinstance(e, pickle.UnpicklingError):
+            reason = "it holds Python objects beyond tensors and plain values, and loading them could run code"
+        else:
+            reason = str(e).splitlines()[0][:200]
+        older = [p for p in list_checkpoints(Path(path).parent) if p.name < Path(path).name]
+        hint = f"; the one before it, {older[-1]}, can be resumed with --resume_from {older[-1]}" if older else ""
+        raise UsageError(f"{path} is not a readable checkpoint of this trainer ({reason}){hint}") from e
+    return checkpoint
 
 
 def resolve_resume_path(resume_from, output_dir):
@@ -895,6 +968,92 @@ def resolve_resume_path(resume_from, output_dir):
     if not Path(resume_from).is_file():
         raise UsageError(f"--resume_from {resume_from}: no such file")
     return Path(resume_from)
+
+
+def resume_hint(output_dir):
+    """What to run next after a run stopped early."""
+    found = list_checkpoints(output_dir)
+    if not found:
+        return "no checkpoint was saved, so there is nothing to resume"
+    return f"to go on, resume with --resume_from latest ({found[-1]})"
+
+
+# Flags that change what the model learns from a checkpoint on (the others change only what is
+# logged, saved or evaluated); a resume under other values says so
+TRAINING_FLAGS = (
+    "input_bin", "batch_size", "sequence_length", "total_batch_size", "grad_accumulation_steps", "num_iterations",
+    "learning_rate", "warmup_iters", "learning_rate_decay_frac", "warmdown_iters", "weight_decay", "grad_clip", "dtype",
+)
+
+
+def changed_training_flags(checkpoint, args, tokens_per_step):
+    """'--flag old -> new' for each training flag (and the tokens per step) that differs from the
+    checkpoint's run."""
+    saved = checkpoint.get("args", {})
+    changes = [f"--{name} {saved[name]} -> {getattr(args, name)}" for name in TRAINING_FLAGS if name in saved and saved[name] != getattr(args, name)]
+    if checkpoint.get("tokens_per_step", tokens_per_step) != tokens_per_step:
+        changes.append(f"tokens per step {checkpoint['tokens_per_step']:,} -> {tokens_per_step:,}")
+    return changes
+
+
+_output_dir_lock = None  # the descriptor holding this process's lock on its --output_dir
+
+
+def release_output_dir():
+    global _output_dir_lock
+    if _output_dir_lock is not None:
+        os.close(_output_dir_lock)
+        _output_dir_lock = None
+
+
+def claim_output_dir(args):
+    """Rank 0, before any work: make --output_dir, lock it until the run ends (a second run there
+    is refused; the operating system drops the lock of a killed process), refuse a fresh run where
+    another run left files unless --overwrite 1, and remove temporary files a killed run left."""
+    global _output_dir_lock
+    release_output_dir()  # a process trains one run at a time: an earlier one in it has ended
+    out = Path(args.output_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise UsageError(f"cannot write to --output_dir {out}: {e.strerror}") from e
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(lock, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(lock)
+        raise UsageError(f"{out} is in use by another run (process {owner}): wait for it to end, or choose another --output_dir") from None
+    _output_dir_lock = lock
+    os.ftruncate(lock, 0)
+    os.pwrite(lock, f"{os.getpid()}\n".encode(), 0)
+    for tmp in out.glob("*.tmp"):
+        print(f"removing {tmp}, a partial file left by a run that was killed while writing it")
+        tmp.unlink()
+    if not args.resume_from and not args.overwrite:
+        found = [p.name for p in (out / "metrics.jsonl", out / "run.json") if p.exists()] + [p.name for p in list_checkpoints(out)]
+        if found:
+            raise UsageError(
+                f"{out} already holds a run ({', '.join(found[:4])}{', ...' if len(found) > 4 else ''}): continue it with "
+                "--resume_from latest, write elsewhere with --output_dir, or start over there with --overwrite 1"
+            )
+
+
+def set_aside_later_checkpoints(output_dir, step):
+    """Resuming from step k where checkpoints after k exist (a branch from an older checkpoint):
+    move them, with the old metrics.jsonl, into a folder of their own, so that --resume_from latest
+    and metrics.jsonl follow the new timeline and nothing of the old one is lost."""
+    later = [p for p in list_checkpoints(output_dir) if int(CHECKPOINT_RE.match(p.name).group(1)) > step]
+    if not later:
+        return
+    aside = Path(output_dir) / f"superseded_{time.strftime('%Y%m%d-%H%M%S')}_after_step_{step}"
+    aside.mkdir()
+    for path in later:
+        path.rename(aside / path.name)
+    metrics = Path(output_dir) / "metrics.jsonl"
+    if metrics.exists():
+        shutil.copy2(metrics, aside / metrics.name)
+    print(f"resuming at step {step}: moved {len(later)} later checkpoints of the old timeline and its metrics.jsonl to {aside}")
 
 
 # -----------------------------------------------------------------------------
@@ -924,9 +1083,29 @@ def gpu_peak_flops(device_name):
 
 
 def write_json_atomic(path, obj):
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_write(path, "w") as f:
+        f.write(json.dumps(obj, indent=2) + "\n")
+
+
+def json_line(record):
+    """One line of strict JSON: a non-finite number (a diverged loss) becomes null, never NaN."""
+    finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+    return json.dumps(finite, allow_nan=False) + "\n"
+
+
+def read_metrics_lines(path):
+    """The lines of a metrics.jsonl; a torn last line (the disk filled up, the machine died
+    mid-write) is dropped with a warning, a damaged line elsewhere is an error."""
+    lines = [line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+    for n, line in enumerate(lines, 1):
+        try:
+            json.loads(line)
+        except json.JSONDecodeError:
+            if n < len(lines):
+                raise UsageError(f"{path}:{n} is not a JSON record: repair or remove that line, then resume") from None
+            print(f"warning: {path}: dropping a torn last line ({line[:40]!r}...)", file=sys.stderr)
+            return lines[:-1]
+    return lines
 
 
 class MetricsLog:
@@ -938,27 +1117,32 @@ class MetricsLog:
 
     def __init__(self, path, keep_before_step=None):
         self.path = Path(path)
-        if keep_before_step is None:
-            self.file = open(self.path, "w")
-            return
-        # resuming from a checkpoint taken after step k: keep what was logged before it was
-        # written (train records up to k, val records before k); the resumed run logs the rest again
-        def logged_before_checkpoint(record):
-            return record["step"] < keep_before_step or ("train_loss" in record and record["step"] == keep_before_step)
+        kept = []
+        if keep_before_step is not None and self.path.exists():
+            # resuming from a checkpoint taken after step k: keep what was logged before it was
+            # written (train records up to k, val records before k); the resumed run logs the rest again
+            def logged_before_checkpoint(record):
+                return record["step"] < keep_before_step or ("train_loss" in record and record["step"] == keep_before_step)
 
-        lines = self.path.read_text().splitlines() if self.path.exists() else []
-        kept = [line for line in lines if line and logged_before_checkpoint(json.loads(line))]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, self.path)
-        self.file = open(self.path, "a")
+            kept = [line for line in read_metrics_lines(self.path) if logged_before_checkpoint(json.loads(line))]
+        with atomic_write(self.path, "w") as f:
+            f.write("".join(line + "\n" for line in kept))
+        # unbuffered: a failed append can be cut back, with no buffer left to write it again later
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
     def write(self, record):
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        """Append one record; an append that fails (a full disk) is cut back to the last whole line."""
+        data = json_line(record).encode()
+        start = os.lseek(self.fd, 0, os.SEEK_END)
+        try:
+            if os.write(self.fd, data) != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as e:
+            os.ftruncate(self.fd, start)
+            raise TrainingStopped(f"cannot append to {self.path}: {e.strerror}; free some space, then resume") from e
 
     def close(self):
-        self.file.close()
+        os.close(self.fd)
 
 
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -1048,18 +1232,23 @@ def read_hellaswag(path):
     if not Path(path).exists():
         raise UsageError(f"no HellaSwag file at {path}: download it with python data/hellaswag.py, or set --hellaswag_file")
     examples = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                example = json.loads(line)
-                ok = isinstance(example["ctx"], str) and len(example["endings"]) == 4 and example["label"] in (0, 1, 2, 3)
-            except (json.JSONDecodeError, KeyError, TypeError):
-                ok = False
-            if not ok:
-                raise UsageError(f"{path}:{n} is not a HellaSwag example (ctx, 4 endings, label 0-3)")
-            examples.append(example)
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text: not a HellaSwag jsonl file") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            example = json.loads(line)
+            endings = example["endings"]
+            ok = isinstance(example["ctx"], str) and isinstance(endings, list) and len(endings) == 4
+            ok = ok and all(isinstance(e, str) for e in endings) and example["label"] in (0, 1, 2, 3)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise UsageError(f"{path}:{n} is not a HellaSwag example (ctx, 4 endings, all text, label 0-3)")
+        examples.append(example)
     if not examples:
         raise UsageError(f"{path} holds no HellaSwag example")
     return examples
@@ -1130,23 +1319,6 @@ def describe_attention(model, T, is_cuda, dtype):
     return "attention: " + "; ".join(parts)
 
 
-def evaluate_checkpoint(model, checkpoint, val_tokens, hellaswag, args, rank, world_size, device, autocast):
-    """--eval_only: val loss and HellaSwag of a saved model, printed and appended to eval.jsonl
-    beside it; the run's own metrics.jsonl is left alone."""
-    record = {"checkpoint": str(checkpoint["path"]), "step": checkpoint["step"]}
-    if val_tokens is not None:
-        record["val_loss"], record["val_tokens"] = evaluate(model, val_tokens, args, rank, world_size, device, autocast)
-    acc, acc_norm, count = evaluate_hellaswag(model, hellaswag, gpt2_encoding(), rank, world_size, device, autocast, model.config.block_size)
-    record.update(hellaswag_acc=acc, hellaswag_acc_norm=acc_norm, hellaswag_examples=count)
-    if rank == 0:
-        val = f"val loss {record['val_loss']:.4f} ({record['val_tokens']:,} tokens) | " if val_tokens is not None else ""
-        print(f"{checkpoint['path']} (step {checkpoint['step']}): {val}HellaSwag acc_norm {acc_norm:.4f}, acc {acc:.4f} ({count:,} examples)")
-        with open(Path(checkpoint["path"]).parent / "eval.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-    if world_size > 1:
-        dist.destroy_process_group()
-
-
 def agree_on_errors(setup, world_size, device):
     """Run setup() on every rank; if it fails on any rank, every rank stops instead of waiting
     forever in the next collective (a file missing on one node only, say)."""
@@ -1166,15 +1338,12 @@ def agree_on_errors(setup, world_size, device):
 
 
 def prepare_run(args, rank, world_size, device):
-    """Everything that can fail on bad input, before any training work: data, checkpoint, output dir."""
+    """Everything that can fail on bad input, before any training work: data, checkpoint, output
+    dir. Returns the config, the loader, the val tokens, the HellaSwag examples and the checkpoint
+    to resume (or None); rank 0 holds the output dir's lock."""
     config = build_config(args)
-    train_files = None if args.eval_only else find_shards(args.input_bin, "--input_bin")
-    val_files = find_shards(args.input_val_bin, "--input_val_bin") if args.input_val_bin else []
-    # --eval_only needs no training data
-    loader = None if args.eval_only else DistributedTokenLoader(train_files, args.batch_size, args.sequence_length, rank, world_size)
-    val_tokens = read_val_tokens(val_files, args.val_tokens) if val_files else None
-    if val_tokens is not None and (len(val_tokens) - 1) // args.sequence_length < world_size:
-        raise UsageError(f"the val data ({len(val_tokens)} tokens) holds fewer than {world_size} sequences of {args.sequence_length}: lower --sequence_length")
+    loader = DistributedTokenLoader(find_shards(args.input_bin, "--input_bin"), args.batch_size, args.sequence_length, rank, world_size, config.vocab_size)
+    val_tokens = load_val_tokens(args, config, world_size)
     checkpoint = None
     if args.resume_from:
         resume_path = resolve_resume_path(args.resume_from, args.output_dir)
@@ -1184,13 +1353,23 @@ def prepare_run(args, rank, world_size, device):
         if saved != config:
             diff = [f"{k}: checkpoint {v!r}, asked {getattr(config, k)!r}" for k, v in dataclasses.asdict(saved).items() if getattr(config, k) != v]
             raise UsageError(f"{resume_path} was trained with another model config ({'; '.join(diff)}): pass the same --model and overrides")
-    elif rank == 0 and (Path(args.output_dir) / "metrics.jsonl").exists() and not args.overwrite:
-        raise UsageError(
-            f"{args.output_dir} already holds a run: continue it with --resume_from latest, "
-            "write elsewhere with --output_dir, or start over there with --overwrite 1"
-        )
-    hellaswag = read_hellaswag(args.hellaswag_file) if args.hellaswag_every or args.eval_only else None
+        if args.num_iterations < checkpoint["step"]:
+            raise UsageError(f"--num_iterations {args.num_iterations} is below {resume_path}'s step {checkpoint['step']}: nothing is left to train")
+        loader.load_state_dict(checkpoint["loader"])  # a position outside today's --input_bin is refused here
+    hellaswag = read_hellaswag(args.hellaswag_file) if args.hellaswag_every else None
+    if rank == 0:
+        claim_output_dir(args)
     return config, loader, val_tokens, hellaswag, checkpoint
+
+
+def load_val_tokens(args, config, world_size):
+    """The val tokens --input_val_bin and --val_tokens ask for, or None without val data."""
+    if not args.input_val_bin:
+        return None
+    val_tokens = read_val_tokens(find_shards(args.input_val_bin, "--input_val_bin"), args.val_tokens + 1, config.vocab_size)
+    if (len(val_tokens) - 1) // args.sequence_length < world_size:
+        raise UsageError(f"the val data ({len(val_tokens)} tokens) holds fewer than {world_size} sequences of {args.sequence_length}: lower --sequence_length")
+    return val_tokens
 
 
 RECOMPUTE_MEMORY_BUDGET = 0.85  # for --recompute 1; on d12 (H200) 0.7 and 0.85 gave the same plan
@@ -1278,11 +1457,7 @@ def train(args):
     start_step, train_time = 0, 0.0
     if checkpoint is not None:
         raw_model.load_state_dict(checkpoint["model"])
-        if args.eval_only:
-            evaluate_checkpoint(raw_model, checkpoint, val_tokens, hellaswag, args, rank, world_size, device, autocast)
-            return
         optimizer.load_state_dict(checkpoint["optimizer"])
-        loader.load_state_dict(checkpoint["loader"])
         set_rng_states(checkpoint["rng"])
         start_step, train_time = checkpoint["step"], checkpoint["train_time_s"]
     if args.compile:
@@ -1308,13 +1483,19 @@ def train(args):
         "tokens_per_step": tokens_per_step,
     }
     if master:
-        os.makedirs(args.output_dir, exist_ok=True)
         if checkpoint is None and list_checkpoints(args.output_dir):
             # --overwrite 1: the old run's checkpoints must not be taken for this run's by --resume_from latest
             old = list_checkpoints(args.output_dir)
             print(f"--overwrite 1: removing {len(old)} checkpoints of the previous run in {args.output_dir}")
             for path in old:
                 path.unlink()
+        if checkpoint is not None:
+            set_aside_later_checkpoints(args.output_dir, start_step)
+            changes = changed_training_flags(checkpoint, args, tokens_per_step)
+            if changes:
+                print(f"warning: resuming {checkpoint['path']} with training flags that differ from its run's: {', '.join(changes)}; training goes on under the new values", file=sys.stderr)
+        if config.sliding_window >= T:
+            print(f"note: the sliding window ({config.sliding_window}) holds the whole {T}-token sequence, so every layer attends to all of it: this run trains the same model as without the window")
         metrics = MetricsLog(Path(args.output_dir) / "metrics.jsonl", keep_before_step=start_step if checkpoint else None)
         wandb_run = None
         if args.log_wandb:
@@ -1358,6 +1539,9 @@ def train(args):
         record = {"step": step, "train_loss": train_loss, "lr": lr, "grad_norm": norm, "step_ms": dt * 1e3, "tokens_per_s": tokens_per_s, "mfu": mfu}
         mfu_text = f" | MFU {100 * mfu:.1f}%" if mfu is not None else ""
         log(record, f"step {step:5d}/{last_step} | train loss {train_loss:.4f} | lr {lr:.2e} | grad norm {norm:.3f} | {dt * 1e3:.1f} ms | {tokens_per_s:,.0f} tok/s{mfu_text}")
+        # checked before this step's checkpoint is written, so the last checkpoint stays a finite model
+        if not (math.isfinite(train_loss) and math.isfinite(norm)):
+            raise TrainingStopped(f"step {step}: train loss {train_loss}, grad norm {norm}: the run diverged and was stopped before saving it (lower --learning_rate, or clip with --grad_clip)")
 
     for step in range(start_step, last_step + 1):
         is_last = step == last_step
@@ -1397,8 +1581,11 @@ def train(args):
             pending = None
         if save_now and master:
             path = checkpoint_path(args.output_dir, done)
-            save_checkpoint(path, raw_model, optimizer, done, train_time, loader, config, args)
+            save_checkpoint(path, raw_model, optimizer, done, train_time, loader, config, args, tokens_per_step)
             print(f"saved {path}", flush=True)
+            if args.keep_last:
+                for old in list_checkpoints(args.output_dir)[: -args.keep_last]:
+                    old.unlink()
 
     if master:
         # steady state: leave out the first steps (compilation, allocator warm-up)
@@ -1418,6 +1605,7 @@ def train(args):
             print(f"steady state ({len(steady)} steps): {summary['median_step_ms']:.1f} ms/step, {summary['tokens_per_s']:,.0f} tok/s{mfu_text}{mem}")
         write_json_atomic(Path(args.output_dir) / "run.json", run_info)
         metrics.close()
+        release_output_dir()
         if wandb_run is not None:
             wandb_run.finish()
     if world_size > 1:
@@ -1437,8 +1625,15 @@ def parse_bool(text):
     raise argparse.ArgumentTypeError(f"expected 0 or 1, not {text!r}")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each flag's default in its help, except where there is none to show (the model overrides)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def build_parser():
-    p = argparse.ArgumentParser(description="GPT-2 pretraining in one file.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description="GPT-2 pretraining in one file.", formatter_class=HelpFormatter, allow_abbrev=False)
     shakespeare = REPO_DIR / "data" / "shakespeare"
     p.add_argument("--input_bin", default=str(shakespeare / "shakespeare_train_*.bin"), help="glob of training shards")
     p.add_argument("--input_val_bin", default=str(shakespeare / "shakespeare_val_*.bin"), help="glob of val shards ('' for no validation)")
@@ -1467,6 +1662,7 @@ def build_parser():
     p.add_argument("--top_k", type=int, default=40, help="with --sample_from: sample from the k most likely tokens (0: all)")
     p.add_argument("--temperature", type=float, default=1.0, help="with --sample_from: softmax temperature")
     p.add_argument("--save_every", type=int, default=0, help="checkpoint every N steps (always at the end)")
+    p.add_argument("--keep_last", type=int, default=0, help=">0: keep only the newest N checkpoints in --output_dir (0: keep all)")
     p.add_argument("--resume_from", default="", help="checkpoint to continue from, or 'latest' in --output_dir")
     p.add_argument("--compile", type=int, default=0, help="1: torch.compile the model")
     p.add_argument("--recompute", type=int, default=0, choices=[0, 1], help="1 (with --compile 1): keep fewer activations for backward and recompute the rest; d12 at 32x1024 on an H200: 10.1 instead of 14.5 GiB, 2.5%% slower")
@@ -1520,12 +1716,12 @@ def check_args(args):
             raise UsageError(f"--{name} must be at least 1, not {getattr(args, name)}")
     if args.eval_only and not args.resume_from:
         raise UsageError("--eval_only 1 evaluates a checkpoint: give it with --resume_from PATH (or latest)")
-    for name in ("hellaswag_every", "total_batch_size", "grad_accumulation_steps", "warmup_iters", "warmdown_iters", "val_loss_every", "val_max_steps", "val_batch_size", "sample_every", "save_every", "weight_decay", "grad_clip"):
+    for name in ("hellaswag_every", "total_batch_size", "grad_accumulation_steps", "warmup_iters", "warmdown_iters", "val_loss_every", "val_max_steps", "val_batch_size", "sample_every", "save_every", "keep_last", "weight_decay", "grad_clip"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name} must not be negative, not {getattr(args, name)}")
     if args.sample_every and args.sample_length + 1 > config.block_size:
         raise UsageError(f"--sample_length {args.sample_length} + the <|endoftext|> prompt exceed block_size {config.block_size}")
-    if args.sequence_length > config.block_size:
+    if args.sequence_length > config.block_size and not args.eval_only:  # --eval_only checks the checkpoint's
         raise UsageError(f"--sequence_length {args.sequence_length} is longer than the model's block_size {config.block_size}: lower it or raise --block_size")
     if args.learning_rate <= 0:
         raise UsageError(f"--learning_rate must be positive, not {args.learning_rate}")
@@ -1540,6 +1736,48 @@ def check_args(args):
     grad_accumulation_steps(args, int(os.environ.get("WORLD_SIZE", 1)))
     if args.val_batch_size == 0:
         args.val_batch_size = args.batch_size
+
+
+def eval_checkpoint(args, given):
+    """--eval_only: the val loss, and HellaSwag where its file exists, of a saved model under its own
+    config, at its run's sequence length and val tokens unless flags (given) set them; printed and
+    appended to eval.jsonl beside the checkpoint, leaving the run's own metrics.jsonl alone."""
+    rank, _, world_size, device = setup_distributed(args)
+
+    def setup():
+        path = resolve_resume_path(args.resume_from, args.output_dir)
+        checkpoint = load_checkpoint(path)
+        config = GPTConfig(**checkpoint["config"])
+        for name in ("sequence_length", "val_tokens"):
+            if name not in given and name in checkpoint.get("args", {}):
+                setattr(args, name, checkpoint["args"][name])
+        if args.sequence_length > config.block_size:
+            raise UsageError(f"--sequence_length {args.sequence_length} is longer than the checkpoint's block_size {config.block_size}")
+        val_tokens = load_val_tokens(args, config, world_size)
+        hellaswag = read_hellaswag(args.hellaswag_file) if "hellaswag_file" in given or Path(args.hellaswag_file).exists() else None
+        if val_tokens is None and hellaswag is None:
+            raise UsageError(f"nothing to evaluate: no val data (--input_val_bin) and no HellaSwag file at {args.hellaswag_file}")
+        return path, checkpoint, config, val_tokens, hellaswag
+
+    path, checkpoint, config, val_tokens, hellaswag = agree_on_errors(setup, world_size, device)
+    _, autocast = precision(args.dtype, device.type)
+    model = GPT(config)
+    model.load_state_dict(checkpoint["model"])
+    model.to(device)
+    record, parts = {"checkpoint": str(path), "step": checkpoint["step"]}, []
+    if val_tokens is not None:
+        record["val_loss"], record["val_tokens"] = evaluate(model, val_tokens, args, rank, world_size, device, autocast)
+        parts.append(f"val loss {record['val_loss']:.4f} ({record['val_tokens']:,} tokens of {args.sequence_length})")
+    if hellaswag is not None:
+        acc, acc_norm, count = evaluate_hellaswag(model, hellaswag, gpt2_encoding(), rank, world_size, device, autocast, config.block_size)
+        record.update(hellaswag_acc=acc, hellaswag_acc_norm=acc_norm, hellaswag_examples=count)
+        parts.append(f"HellaSwag acc_norm {acc_norm:.4f}, acc {acc:.4f} ({count:,} examples)")
+    if rank == 0:
+        print(f"{path} (step {checkpoint['step']}): {' | '.join(parts)}")
+        with open(path.parent / "eval.jsonl", "a") as f:
+            f.write(json_line(record))
+    if world_size > 1:
+        dist.destroy_process_group()
 
 
 def sample_from_checkpoint(args):
@@ -1558,8 +1796,21 @@ def sample_from_checkpoint(args):
     print(sample_text(model, encoding, device, autocast, args.prompt, args.sample_length, args.seed, args.top_k or None, args.temperature))
 
 
+def given_flags(argv):
+    """The flags argv sets (their dest names), told apart from defaults by a parse without any."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # torchrun stops its workers with SIGTERM: stop as on Ctrl-C
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    is_rank0 = int(os.environ.get("RANK", 0)) == 0
     try:
         if args.sample_from:
             if args.sample_length < 1 or args.top_k < 0:
@@ -1569,12 +1820,27 @@ def main(argv=None):
             sample_from_checkpoint(args)
             return
         check_args(args)
+        if args.eval_only:
+            eval_checkpoint(args, given_flags(argv))
+            return
+        signal.signal(signal.SIGTERM, stop_on_sigterm)
         train(args)
     except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if isinstance(e, TrainingStopped):  # every rank meets it alike: one line, from rank 0
+            if is_rank0:
+                print(f"error: {e}; {resume_hint(args.output_dir)}", file=sys.stderr)
+        else:
+            print(f"error: {e}", file=sys.stderr)
         if dist.is_initialized():
             dist.destroy_process_group()
-        sys.exit(2)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        if is_rank0:
+            training = not (args.sample_from or args.eval_only)
+            print(f"interrupted{': ' + resume_hint(args.output_dir) if training else ''}", file=sys.stderr)
+        sys.exit(130)
+    finally:
+        release_output_dir()
 
 
 if __name__ == "__main__":

@@ -73,6 +73,32 @@ def test_bad_files(tmp_path):
     bad.write_text(json.dumps(EXAMPLES[0]) + "\n" + json.dumps({"ctx": "x", "endings": ["a", "b"], "label": 0}) + "\n")
     with pytest.raises(UsageError, match="bad.jsonl:2 is not a HellaSwag example"):
         read_hellaswag(bad)
+    bad.write_text(json.dumps(dict(EXAMPLES[0], endings=["a", 1, None, "d"])) + "\n")
+    with pytest.raises(UsageError, match="bad.jsonl:1 is not a HellaSwag example"):
+        read_hellaswag(bad)
+    bad.write_bytes(bytes(range(256)))
+    with pytest.raises(UsageError, match="bad.jsonl is not UTF-8 text"):
+        read_hellaswag(bad)
+
+
+def test_eval_only_without_hellaswag_scores_the_val_loss_of_the_run(tmp_path, capsys):
+    """--eval_only takes the model config, sequence length and val tokens from the checkpoint's run
+    (flags win), and works without a HellaSwag file."""
+    out = tmp_path / "run"
+    flags = [*SHORT_TRAIN, "--n_embd", "32", "--sequence_length", "32", "--val_tokens", "2048", "--num_iterations", "2"]
+    main([*flags, "--output_dir", str(out)])
+    logged = [r for r in read_metrics(out) if "val_loss" in r][-1]
+    capsys.readouterr()
+    main(["--eval_only", "1", "--resume_from", "latest", "--output_dir", str(out)])
+    assert "(2,048 tokens of 32)" in capsys.readouterr().out
+    evaluation = json.loads((out / "eval.jsonl").read_text().splitlines()[-1])
+    assert evaluation["val_tokens"] == logged["val_tokens"] == 2048 and "hellaswag_acc" not in evaluation
+    assert evaluation["val_loss"] == pytest.approx(logged["val_loss"], abs=1e-5)
+    main(["--eval_only", "1", "--resume_from", "latest", "--output_dir", str(out), "--sequence_length", "16"])
+    assert "(2,048 tokens of 16)" in capsys.readouterr().out
+    missing = str(tmp_path / "no_hellaswag.jsonl")
+    proc = run_trainer("--eval_only", "1", "--resume_from", "latest", "--output_dir", str(out), "--hellaswag_file", missing, check=False)
+    assert proc.returncode == 2 and "no HellaSwag file" in proc.stderr  # asked for by name: an error
 
 
 def test_hellaswag_during_training_and_eval_only(tmp_path):
