@@ -24,6 +24,10 @@ def test_sweep_trains_two_configs_and_compares_them(tmp_path):
         cells = [c.strip() for c in row.split("|")[1:-1]]
         assert 0 < float(cells[2]) < 11  # a real final val loss
         assert cells[3] == f"{6 * 4 * 64:,}" and cells[7] == "1 x cpu"  # 6 steps of 4 x 64 tokens
+    # the README's command: its glob also matches the sweep's compare.md and compare.png
+    proc = subprocess.run([sys.executable, str(REPO / "tools/compare_runs.py"), *map(str, sorted(out.glob("*")))], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[2:] == rows[2:] and "skipping" in proc.stderr
 
 
 def test_compare_rejects_a_directory_without_a_run(tmp_path):

@@ -83,7 +83,13 @@ def main():
     p.add_argument("--table", help="write the markdown table to this file (it is printed either way)")
     p.add_argument("--title", default="train_gpt2_mod.py runs", help="the plot's title")
     args = p.parse_args()
-    runs = [load_run(d) for d in args.runs]
+    # a glob such as runs/sweep/* also matches the files a sweep writes beside its runs
+    for path in args.runs:
+        if Path(path).is_file():
+            print(f"skipping {path}: a file, not a run directory", file=sys.stderr)
+    runs = [load_run(d) for d in args.runs if not Path(d).is_file()]
+    if not runs:
+        sys.exit("error: no run directory among the arguments")
     text = table(runs)
     print(text, end="")
     if args.table:
