@@ -29,7 +29,6 @@ import signal
 import statistics
 import sys
 import time
-import warnings
 import zipfile
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -124,11 +123,8 @@ class GPTConfig:
     # with sliding_window: every k-th layer (the k-th, 2k-th, ...) stays global, full causal, the way
     # Gemma 3 interleaves 5 local layers with 1 global one; 0: every layer is local
     global_attn_every: int = 0
-    # attention kernel: "sdpa" (F.scaled_dot_product_attention), "flash_attn" (the flash-attn
-    # package; an error where it cannot run), or "auto", the fastest we measured: flash-attn for
-    # sliding windows, SDPA for full causal attention (cuDNN's, on Hopper)
-    attn_backend: str = "auto"
-    # Multi-Head Latent Attention (DeepSeek-V2), the FlashMLA class; its kernel follows attn_backend
+    # Multi-Head Latent Attention (DeepSeek-V2): MultiHeadLatentAttention layers, FlashMLA where
+    # the kernel is FlashAttention (--attn_backend flash_attn, or windows under auto)
     use_flash_mla: bool = False
     kv_lora_rank: int = 256  # MLA: width of the shared key/value latent
     q_lora_rank: int = 0  # MLA: 0 projects queries directly (V2-Lite); > 0 through a latent of this width
@@ -146,8 +142,6 @@ class GPTConfig:
             raise UsageError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
         if (self.n_embd // self.n_head) % 2:
             raise UsageError(f"head_dim = n_embd / n_head = {self.n_embd // self.n_head} must be even for rotary embeddings")
-        if self.attn_backend not in ATTN_BACKENDS:
-            raise UsageError(f"attn_backend must be one of {', '.join(ATTN_BACKENDS)}, not {self.attn_backend!r}")
         if self.use_flash_mla and (self.qk_rope_head_dim % 2 or min(self.kv_lora_rank, self.qk_nope_head_dim, self.qk_rope_head_dim, self.v_head_dim) < 1 or self.q_lora_rank < 0):
             raise UsageError("MLA needs positive kv_lora_rank, qk_nope_head_dim, v_head_dim, an even qk_rope_head_dim, and q_lora_rank >= 0")
         if self.sliding_window < 0 or self.global_attn_every < 0:
@@ -235,6 +229,75 @@ def is_sliding_window_layer(config, layer_idx):
     return config.sliding_window > 0 and not (config.global_attn_every and (layer_idx + 1) % config.global_attn_every == 0)
 
 
+# -----------------------------------------------------------------------------
+# Attention kernels
+#
+# The attention classes below hold the math; the kernel that computes softmax(q k^T / sqrt(D_qk)) v,
+# causal and optionally windowed, is an AttentionKernel chosen once per layer when the model is
+# placed on its device and dtype (GPT.set_attention_kernels), from the table KERNEL_CHOICES. A new
+# kernel is one AttentionKernel subclass plus its entry in that table.
+
+
+@dataclass(frozen=True)
+class KernelNeeds:
+    """What a layer asks of its kernel, and where it runs."""
+
+    window: int  # keys each query sees, itself included (0: all before it)
+    qk_dim: int
+    v_dim: int
+    device_type: str
+    capability: tuple  # CUDA compute capability, () elsewhere
+    dtype: torch.dtype  # of q, k and v: the autocast dtype where autocast is on
+
+
+class AttentionKernel:
+    """Causal attention on (B, T, H, D) tensors: q and k of D_qk, v of D_v, out (B, T, H, D_v), softmax
+    scale 1/sqrt(D_qk). A window w > 0 lets each query see itself and the w - 1 keys before it."""
+
+    name = ""  # as the startup log names it
+    flash_attention = False  # FlashAttention of the flash-attn package: its layers are the Flash classes
+
+    def __init__(self, window):
+        self.window = window
+
+    @staticmethod
+    def unavailable(needs):
+        """Why this kernel cannot serve the layer here, or None where it can."""
+        return None
+
+    def __call__(self, q, k, v):
+        raise NotImplementedError
+
+
+def sdpa_causal(q, k, v):
+    y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+    return y.transpose(1, 2)
+
+
+class SDPA(AttentionKernel):
+    """F.scaled_dot_product_attention; PyTorch picks its backend (cuDNN's on Hopper)."""
+
+    name = "SDPA"
+
+    @staticmethod
+    def unavailable(needs):
+        return "SDPA has no sliding window" if needs.window else None
+
+    def __call__(self, q, k, v):
+        return sdpa_causal(q, k, v)
+
+
+class WindowKernel(AttentionKernel):
+    """A kernel for sliding windows; a window that holds the whole sequence is plain causal attention."""
+
+    @staticmethod
+    def unavailable(needs):
+        return None if needs.window else "for sliding windows only"
+
+    def __call__(self, q, k, v):
+        return sdpa_causal(q, k, v) if self.window >= q.size(1) else self.windowed(q, k, v)
+
+
 _block_masks = {}
 
 
@@ -253,133 +316,163 @@ def sliding_window_block_mask(T, window, device):
     return _block_masks[key]
 
 
+compiled_flex_attention = torch.compile(flex_attention, dynamic=False)  # eager flex_attention materializes the scores
+
+
+class FlexAttention(WindowKernel):
+    """flex_attention with a cached block mask: windows on CUDA without flash-attn."""
+
+    name = "flex_attention"
+
+    @staticmethod
+    def unavailable(needs):
+        return WindowKernel.unavailable(needs) or (None if needs.device_type == "cuda" else "flex_attention needs CUDA here")
+
+    def windowed(self, q, k, v):
+        mask = sliding_window_block_mask(q.size(1), self.window, q.device)
+        return compiled_flex_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_mask=mask).transpose(1, 2)
+
+
 def window_mask(q_positions, k_positions, window):
     """Boolean (queries, keys) mask, True where a query may attend: causal, and within the window."""
     distance = q_positions[:, None] - k_positions[None, :]
     return (distance >= 0) & (distance < window) if window else distance >= 0
 
 
-_window_masks = {}
-
-
-def sliding_window_bool_mask(T, window, device):
-    """Dense (T, T) mask for SDPA, the CPU path, cached per (T, W, device)."""
-    key = (T, window, str(device))
-    if key not in _window_masks:
-        pos = torch.arange(T, device=device)
-        _window_masks[key] = window_mask(pos, pos, window)
-    return _window_masks[key]
-
-
-compiled_flex_attention = torch.compile(flex_attention, dynamic=False)  # eager flex_attention materializes the scores
-ATTN_BACKENDS = ("auto", "flash_attn", "sdpa")
-
-
-def fa3_supports(qk_dim, v_dim):
-    """Head dims FlashAttention-3 takes: equal ones, or the pairs with a smaller V it allows."""
-    return qk_dim == v_dim or (128 < qk_dim <= 192 and 96 < v_dim <= 128)
-
-
-def flash_attn_unavailable(is_cuda, dtype):
-    """Why flash-attn cannot run here, or None when it can."""
-    if flash_attn_func is None:
-        return "flash-attn is not installed (pip install flash-attn)"
-    if not is_cuda:
-        return "flash-attn needs a CUDA GPU"
-    if dtype not in (torch.float16, torch.bfloat16):
-        return f"flash-attn needs fp16 or bf16, not {str(dtype).removeprefix('torch.')}"
-    return None
-
-
-def resolve_kernel(backend, window, is_cuda, dtype, qk_dim, v_dim):
-    """The kernel an attention call runs on: "flash-attn 3", "flash-attn 2", "SDPA",
-    "flex_attention" or "SDPA + mask". backend "flash_attn" asks for flash-attn; "auto" takes the
-    fastest we measured: flash-attn for sliding windows (SDPA has none), SDPA for full causal
-    attention (on an H200, cuDNN's SDPA beat flash-attn 2 for MHA and MLA head dims alike: see
-    tools/bench_attention.py); "sdpa" never. Where flash-attn cannot run, SDPA serves."""
-    if backend == "flash_attn" or (backend == "auto" and window):
-        if flash_attn_unavailable(is_cuda, dtype) is None:
-            hopper = flash_attn3_func is not None and torch.cuda.get_device_capability()[0] == 9
-            return "flash-attn 3" if hopper and fa3_supports(qk_dim, v_dim) else "flash-attn 2"
-    if not window:
-        return "SDPA"
-    return "flex_attention" if is_cuda else "SDPA + mask"
-
-
-_warned = set()
-
-
-@torch.compiler.disable
-def warn_flash_fallback(reason):
-    """Once per reason, not once per call."""
-    if reason not in _warned:
-        _warned.add(reason)
-        warnings.warn(f"{reason}: attention falls back to SDPA", stacklevel=3)
-
-
-def flash_attention(q, k, v, window, version):
-    """flash-attn on (B, T, H, D) tensors. FA2 needs one head dim for q, k and v: the smaller side is
-    zero-padded (which adds nothing to the scores) with the softmax scale of the real q dim, and the
-    output sliced back."""
-    qk_dim, v_dim = q.size(-1), v.size(-1)
-    window_size = (window - 1, 0) if window else (-1, -1)
-    if version == "flash-attn 3":
-        out = flash_attn3_func(q, k, v, causal=True, window_size=window_size)
-        return out[0] if isinstance(out, tuple) else out  # older FA3 releases also return the LSE
-    if qk_dim < v_dim:
-        q, k = F.pad(q, (0, v_dim - qk_dim)), F.pad(k, (0, v_dim - qk_dim))
-    elif v_dim < qk_dim:
-        v = F.pad(v, (0, qk_dim - v_dim))
-    out = flash_attn_func(q, k, v, softmax_scale=qk_dim**-0.5, causal=True, window_size=window_size)
-    return out[..., :v_dim] if out.size(-1) != v_dim else out
-
-
-def causal_attention(q, k, v, window=0, backend="auto"):
-    """The attention kernel call every attention class goes through: q, k (B, T, H, D_qk) and
-    v (B, T, H, D_v) in, (B, T, H, D_v) out, softmax scale 1/sqrt(D_qk). window > 0: each query sees
-    itself and the window - 1 keys before it (flash-attn's native window, else flex_attention on
-    CUDA, else a masked SDPA)."""
-    T = q.size(1)
-    if window >= T:
-        window = 0  # the window holds the whole sequence: plain causal attention
-    kernel = resolve_kernel(backend, window, q.is_cuda, q.dtype, q.size(-1), v.size(-1))
-    if kernel.startswith("flash-attn"):
-        return flash_attention(q, k, v, window, kernel)
-    if backend == "flash_attn":
-        warn_flash_fallback(flash_attn_unavailable(q.is_cuda, q.dtype))
-    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-    if kernel == "SDPA":
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    elif kernel == "flex_attention":
-        y = compiled_flex_attention(q, k, v, block_mask=sliding_window_block_mask(T, window, q.device))
-    else:
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=sliding_window_bool_mask(T, window, q.device))
-    return y.transpose(1, 2)
-
-
-def cached_attention(q, k, v, pos, window):
-    """Attention of new queries at positions pos.. over every cached key (decoding): (B, t, H, D)
-    queries, (B, S, H, D) keys and values, S = pos + t."""
-    S, t = k.size(1), q.size(1)
-    mask = window_mask(torch.arange(pos, pos + t, device=q.device), torch.arange(S, device=q.device), window)
+def masked_attention(q, k, v, mask):
+    """SDPA with an explicit boolean mask: (B, t, H, D) queries over (B, S, H, D) keys."""
     y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
     return y.transpose(1, 2)
 
 
+def decode_attention(q, k, v, pos, window):
+    """New queries at positions pos, pos + 1, ... over every cached key (KV-cache decoding, any kernel)."""
+    S, t = k.size(1), q.size(1)
+    return masked_attention(q, k, v, window_mask(torch.arange(pos, pos + t, device=q.device), torch.arange(S, device=q.device), window))
+
+
+class MaskedSDPA(WindowKernel):
+    """SDPA with a dense (T, T) window mask, cached per (T, device): windows anywhere (the CPU path)."""
+
+    name = "SDPA + mask"
+
+    def __init__(self, window):
+        super().__init__(window)
+        self.masks = {}
+
+    def windowed(self, q, k, v):
+        key = (q.size(1), str(q.device))
+        if key not in self.masks:
+            pos = torch.arange(q.size(1), device=q.device)
+            self.masks[key] = window_mask(pos, pos, self.window)
+        return masked_attention(q, k, v, self.masks[key])
+
+
+def flash_attn_unavailable(needs):
+    """Why the flash-attn package cannot run here, or None when it can."""
+    if flash_attn_func is None:
+        return "flash-attn is not installed (pip install flash-attn)"
+    return flash_placement_unavailable(needs)
+
+
+def flash_placement_unavailable(needs):
+    """Why FlashAttention cannot run on this device, dtype and head dims, or None."""
+    if needs.device_type != "cuda":
+        return "flash-attn needs a CUDA GPU"
+    if needs.capability < (8, 0):
+        return f"flash-attn needs compute capability 8.0 or newer, not {needs.capability[0]}.{needs.capability[1]}"
+    if needs.dtype not in (torch.float16, torch.bfloat16):
+        return f"flash-attn needs fp16 or bf16, not {str(needs.dtype).removeprefix('torch.')}"
+    if max(needs.qk_dim, needs.v_dim) > 256:
+        return f"flash-attn takes head dims up to 256, not {max(needs.qk_dim, needs.v_dim)}"
+    return None
+
+
+class FlashAttention2(AttentionKernel):
+    """flash-attn's FlashAttention-2. It needs one head dim for q, k and v: the smaller side is
+    zero-padded (which adds nothing to the scores) with the softmax scale of the real q dim, and
+    the output sliced back."""
+
+    name = "flash-attn 2"
+    flash_attention = True
+    unavailable = staticmethod(flash_attn_unavailable)
+
+    def __call__(self, q, k, v):
+        qk_dim, v_dim = q.size(-1), v.size(-1)
+        if qk_dim < v_dim:
+            q, k = F.pad(q, (0, v_dim - qk_dim)), F.pad(k, (0, v_dim - qk_dim))
+        elif v_dim < qk_dim:
+            v = F.pad(v, (0, qk_dim - v_dim))
+        window_size = (self.window - 1, 0) if self.window else (-1, -1)
+        out = flash_attn_func(q, k, v, softmax_scale=qk_dim**-0.5, causal=True, window_size=window_size)
+        return out[..., :v_dim] if out.size(-1) != v_dim else out
+
+
+class FlashAttention3(AttentionKernel):
+    """flash-attn's FlashAttention-3 for Hopper (its hopper/ build): equal head dims, or the pairs
+    with a smaller V it allows, without padding."""
+
+    name = "flash-attn 3"
+    flash_attention = True
+
+    @staticmethod
+    def unavailable(needs):
+        if flash_attn3_func is None:
+            return "flash-attn 3 is not installed"
+        if needs.capability[:1] != (9,):
+            return "flash-attn 3 is for Hopper GPUs"
+        if not (needs.qk_dim == needs.v_dim or (128 < needs.qk_dim <= 192 and 96 < needs.v_dim <= 128)):
+            return f"flash-attn 3 does not take head dims {needs.qk_dim}/{needs.v_dim}"
+        return flash_placement_unavailable(needs)
+
+    def __call__(self, q, k, v):
+        window_size = (self.window - 1, 0) if self.window else (-1, -1)
+        out = flash_attn3_func(q, k, v, causal=True, window_size=window_size)
+        return out[0] if isinstance(out, tuple) else out  # older FA3 releases also return the LSE
+
+
+# The kernels each --attn_backend may run, for full causal layers and for sliding-window layers, in
+# order of preference: the first that can run here serves the layer. "auto" lists the fastest
+# measured first (tools/bench_attention.py: on Hopper, cuDNN's SDPA beat flash-attn 2 at the MHA
+# and MLA head dims; SDPA has no window); "flash_attn" is FlashAttention or an error at startup.
+KERNEL_CHOICES = {
+    "auto": {"causal": (SDPA,), "window": (FlashAttention3, FlashAttention2, FlexAttention, MaskedSDPA)},
+    "flash_attn": {"causal": (FlashAttention3, FlashAttention2), "window": (FlashAttention3, FlashAttention2)},
+    "sdpa": {"causal": (SDPA,), "window": (FlexAttention, MaskedSDPA)},
+}
+
+
+def choose_kernel(backend, needs):
+    """The kernel that serves a layer: the first of the backend's choices that can run here."""
+    choices = KERNEL_CHOICES[backend]["window" if needs.window else "causal"]
+    reasons = []
+    for kernel in choices:
+        reason = kernel.unavailable(needs)
+        if reason is None:
+            return kernel(needs.window)
+        reasons.append(reason)
+    raise UsageError(f"--attn_backend {backend}, but {'; '.join(dict.fromkeys(reasons))}: use --attn_backend auto or sdpa")
+
+
+def portable_kernel(window, qk_dim, v_dim):
+    """The kernel a layer starts with, until GPT.set_attention_kernels places it: one that runs
+    anywhere."""
+    return choose_kernel("sdpa", KernelNeeds(window, qk_dim, v_dim, "cpu", (), torch.float32))
+
+
 class CausalSelfAttention(nn.Module):
-    """Multi-head attention with rotary positions; its kernel follows config.attn_backend (SDPA
-    under "auto")."""
+    """Multi-head attention with rotary positions, optionally over a sliding window."""
 
     def __init__(self, config, window=0):
         super().__init__()
         self.window = window  # keys each query sees, itself included (0: all before it)
-        self.backend = config.attn_backend
         self.n_head = config.n_head
         self.head_dim = self.qk_dim = self.v_dim = config.n_embd // config.n_head
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.rotary = Rotary(self.head_dim, config.block_size, config.rope_theta)
         self.qk_norm = QKNorm(self.head_dim) if config.qk_norm else None
+        self.kernel = portable_kernel(window, self.qk_dim, self.v_dim)
 
     def cache_shapes(self):
         """Per token: the rotated keys and the values of every head."""
@@ -392,29 +485,21 @@ class CausalSelfAttention(nn.Module):
             q, k = self.qk_norm(q, k)
         q, k = self.rotary(q, pos), self.rotary(k, pos)
         if cache is None:
-            y = causal_attention(q, k, v, self.window, self.backend)
+            y = self.kernel(q, k, v)
         else:
             cache["k"][:, pos : pos + T], cache["v"][:, pos : pos + T] = k, v
-            y = cached_attention(q, cache["k"][:, : pos + T], cache["v"][:, : pos + T], pos, self.window)
+            y = decode_attention(q, cache["k"][:, : pos + T], cache["v"][:, : pos + T], pos, self.window)
         return self.c_proj(y.reshape(B, T, C))
 
 
-class SlidingWindowAttention(CausalSelfAttention):
-    """CausalSelfAttention over the last config.sliding_window tokens: the same parameters, so a
-    checkpoint loads into either."""
-
-    def __init__(self, config, window=0):
-        super().__init__(config, window or config.sliding_window)
-
-
 class FlashCausalSelfAttention(CausalSelfAttention):
-    """CausalSelfAttention as the Block builds it for attn_backend "flash_attn": the same parameters,
-    the kernel flash-attn (FA3 on Hopper when installed); SDPA, with one warning, where flash-attn
-    cannot run."""
+    """CausalSelfAttention whose kernel is FlashAttention (the flash-attn package): the class a layer
+    takes when GPT.set_attention_kernels gives it that kernel. The same parameters, so a checkpoint
+    loads into either."""
 
 
 class MultiHeadLatentAttention(nn.Module):
-    """DeepSeek-V2 Multi-Head Latent Attention (section 2.1), attention core on SDPA.
+    """DeepSeek-V2 Multi-Head Latent Attention (section 2.1).
 
     Keys and values come from a shared latent c_kv = RMSNorm(W_dkv h) of width kv_lora_rank:
     k_nope = W_uk c_kv and v = W_uv c_kv per head. Decoupled RoPE: each head's query has a rotary
@@ -427,7 +512,6 @@ class MultiHeadLatentAttention(nn.Module):
     def __init__(self, config, window=0):
         super().__init__()
         self.window = window
-        self.backend = config.attn_backend
         C, H = config.n_embd, config.n_head
         self.n_head, self.kv_rank = H, config.kv_lora_rank
         self.nope, self.rope, self.v_dim = config.qk_nope_head_dim, config.qk_rope_head_dim, config.v_head_dim
@@ -444,6 +528,7 @@ class MultiHeadLatentAttention(nn.Module):
         self.c_proj = nn.Linear(H * self.v_dim, C, bias=False)
         self.rotary = Rotary(self.rope, config.block_size, config.rope_theta)
         self.qk_norm = QKNorm(self.qk_dim) if config.qk_norm else None
+        self.kernel = portable_kernel(window, self.qk_dim, self.v_dim)
 
     def queries(self, x):
         B, T, _ = x.size()
@@ -469,7 +554,7 @@ class MultiHeadLatentAttention(nn.Module):
         k = torch.cat((k_nope, k_rope.expand(B, T, self.n_head, self.rope)), dim=-1)
         if self.qk_norm is not None:
             q, k = self.qk_norm(q, k)
-        y = causal_attention(self.rotate(q, pos), self.rotate(k, pos), v, self.window, self.backend)
+        y = self.kernel(self.rotate(q, pos), self.rotate(k, pos), v)
         return self.c_proj(y.reshape(B, T, self.n_head * self.v_dim))
 
     def cache_shapes(self):
@@ -511,19 +596,24 @@ class MultiHeadLatentAttention(nn.Module):
 
 
 class FlashMLA(MultiHeadLatentAttention):
-    """MultiHeadLatentAttention as the Block builds it for use_flash_mla: its core runs on flash-attn
-    with attn_backend "flash_attn" (FA3 without padding where it takes the head dims, else FA2 with V
-    zero-padded to the q/k head dim), and for sliding windows under "auto"; on the fastest kernel,
-    SDPA (cuDNN on Hopper), for full causal attention under "auto"; SDPA, with one warning, where
-    flash-attn cannot run."""
+    """MultiHeadLatentAttention whose kernel is FlashAttention (the flash-attn package; FA2 pads V to
+    the q/k head dim): the class a layer takes when GPT.set_attention_kernels gives it that kernel."""
 
 
-def attention_class(config, window):
-    if config.use_flash_mla:
-        return MultiHeadLatentAttention if config.attn_backend == "sdpa" else FlashMLA
-    if window:
-        return SlidingWindowAttention
-    return FlashCausalSelfAttention if config.attn_backend == "flash_attn" else CausalSelfAttention
+# each attention class, and its twin whose kernel is FlashAttention
+FLASH_CLASSES = {CausalSelfAttention: FlashCausalSelfAttention, MultiHeadLatentAttention: FlashMLA}
+
+
+def place_attention(attn, backend, device, dtype):
+    """Choose an attention layer's kernel for --attn_backend on this device and (autocast) dtype,
+    once, and give the layer the class that names it: the Flash class where the kernel is
+    FlashAttention. FlashAttention asked for and unable to run here is a UsageError."""
+    device = torch.device(device)
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else ()
+    attn.kernel = choose_kernel(backend, KernelNeeds(attn.window, attn.qk_dim, attn.v_dim, device.type, capability, dtype))
+    math_class = next(c for c in FLASH_CLASSES if isinstance(attn, c))
+    # the Flash classes add no state or behaviour: switching the class only renames the layer
+    attn.__class__ = FLASH_CLASSES[math_class] if attn.kernel.flash_attention else math_class
 
 
 class MLP(nn.Module):
@@ -546,7 +636,7 @@ class Block(nn.Module):
 
         self.ln_1 = norm()
         window = config.sliding_window if is_sliding_window_layer(config, layer_idx) else 0
-        self.attn = attention_class(config, window)(config, window)
+        self.attn = (MultiHeadLatentAttention if config.use_flash_mla else CausalSelfAttention)(config, window)
         self.ln_2 = norm()
         self.mlp = MLP(config)
         # Identity when off: the baseline's parameters and outputs are untouched
@@ -632,6 +722,8 @@ def chunked_cross_entropy(x, weight, targets):
         count = (targets != IGNORE_INDEX).sum()
         if not needs_grad:
             return sum(chunk_loss(xc, w, tc)[-1] for xc, tc in loss_chunks(x, targets, dtype)) / count
+        # each chunk's weight gradient is kept to the join, which sums them in one fused pass: an
+        # fp32 buffer added to chunk by chunk would hold less but move more (docs/PERFORMANCE.md)
         sums, grad_x, grad_w = [], [], []
         for xc, tc in loss_chunks(x, targets, dtype):
             chunk_sum, chunk_grad_x, chunk_grad_w = chunk_gradients(xc, w, tc, count)
@@ -681,6 +773,12 @@ class GPT(nn.Module):
             a = block.attn
             attention += 6 * a.n_head * (a.qk_dim + a.v_dim) * min(a.window or seq_len, seq_len)
         return 6 * self.num_params() + attention
+
+    def set_attention_kernels(self, backend, device, dtype):
+        """place_attention for every layer; returns the model."""
+        for block in self.transformer.h:
+            place_attention(block.attn, backend, device, dtype)
+        return self
 
     def new_kv_caches(self, batch_size, max_len, device):
         """One KV cache per layer for generate(), each a dict of (B, max_len, ...) fp32 buffers."""
@@ -862,8 +960,9 @@ def make_optimizer(model, learning_rate, weight_decay, device_type):
 
 
 def learning_rate_at(step, args):
-    """Linear warmup, then cosine decay (or, with --warmdown_iters, constant then linear decay)
-    down to learning_rate * learning_rate_decay_frac at the last step."""
+    """The rate of step (0-based): linear warmup, then cosine decay (or, with --warmdown_iters,
+    constant then linear decay) towards learning_rate * learning_rate_decay_frac, reached just after
+    the last step, as in llm.c: every trained step has a positive rate."""
     lr, min_lr = args.learning_rate, args.learning_rate * args.learning_rate_decay_frac
     if step < args.warmup_iters:
         return lr * (step + 1) / args.warmup_iters
@@ -871,8 +970,8 @@ def learning_rate_at(step, args):
         warmdown_start = args.num_iterations - args.warmdown_iters
         if step < warmdown_start:
             return lr
-        return lr + (min_lr - lr) * (step - warmdown_start + 1) / args.warmdown_iters
-    progress = (step - args.warmup_iters + 1) / max(1, args.num_iterations - args.warmup_iters)
+        return lr + (min_lr - lr) * (step - warmdown_start) / args.warmdown_iters
+    progress = (step - args.warmup_iters) / max(1, args.num_iterations - args.warmup_iters)
     return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
@@ -957,6 +1056,13 @@ def load_checkpoint(path):
         hint = f"; the one before it, {older[-1]}, can be resumed with --resume_from {older[-1]}" if older else ""
         raise UsageError(f"{path} is not a readable checkpoint of this trainer ({reason}){hint}") from e
     return checkpoint
+
+
+def config_from_checkpoint(checkpoint):
+    """The model config a checkpoint was trained with. Checkpoints of 1.4.x also hold attn_backend,
+    a run flag since 1.5.0 that does not change the weights."""
+    fields = {f.name for f in dataclasses.fields(GPTConfig)}
+    return GPTConfig(**{k: v for k, v in checkpoint["config"].items() if k in fields})
 
 
 def resolve_resume_path(resume_from, output_dir):
@@ -1170,8 +1276,35 @@ def gpt2_encoding():
 # Training loop
 
 
-def setup_distributed(args):
-    """(rank, local_rank, world_size, device) from torchrun's environment; plain python is rank 0 of 1."""
+@dataclass
+class RunContext:
+    """Where this process runs: its rank among world_size processes (local_rank on its node), its
+    device, and the autocast dtype with its context."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+    dtype: torch.dtype
+    autocast: object
+
+    @property
+    def master(self):
+        return self.rank == 0
+
+
+def precision(dtype_flag, device_type):
+    """The autocast dtype (--dtype; '' is bfloat16 on CUDA, float32 elsewhere) and its context; on
+    CUDA, fp32 matmuls may also use TF32."""
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype_flag or ("bfloat16" if device_type == "cuda" else "float32")]
+    if device_type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return dtype, torch.autocast(device_type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+
+
+def setup_context(args):
+    """The RunContext from torchrun's environment (plain python is rank 0 of 1), --device and --dtype."""
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
     device_type = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -1186,7 +1319,13 @@ def setup_distributed(args):
         device = torch.device("cpu")
     if world_size > 1:
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo", device_id=device if device_type == "cuda" else None)
-    return rank, local_rank, world_size, device
+    return RunContext(rank, local_rank, world_size, device, *precision(args.dtype, device_type))
+
+
+def shutdown(ctx):
+    if ctx.world_size > 1:
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def all_reduce_mean(value, world_size):
@@ -1198,28 +1337,28 @@ def all_reduce_mean(value, world_size):
 
 
 @torch.no_grad()
-def evaluate(model, val_tokens, args, rank, world_size, device, autocast):
+def evaluate(model, val_tokens, args, ctx):
     """Mean loss over every token of the val sequences, whatever the world size and batch size:
     each rank scores a contiguous share, the last batch padded with ignored rows (so every batch
     has one shape for torch.compile), and the sums and counts are all-reduced."""
-    T, B = args.sequence_length, args.val_batch_size
+    T, B = args.sequence_length, args.val_batch_size or args.batch_size
     num_seqs = (len(val_tokens) - 1) // T
     if args.val_max_steps > 0:
-        num_seqs = min(num_seqs, args.val_max_steps * B * world_size)
-    lo, hi = rank * num_seqs // world_size, (rank + 1) * num_seqs // world_size
+        num_seqs = min(num_seqs, args.val_max_steps * B * ctx.world_size)
+    lo, hi = ctx.rank * num_seqs // ctx.world_size, (ctx.rank + 1) * num_seqs // ctx.world_size
     model.eval()
-    totals = torch.zeros(2, device=device)  # loss sum, token count
+    totals = torch.zeros(2, device=ctx.device)  # loss sum, token count
     for first in range(lo, hi, B):
         rows = min(B, hi - first)
         buf = torch.from_numpy(val_tokens[first * T : (first + rows) * T + 1].astype(np.int64))
         x = torch.zeros(B, T, dtype=torch.long)
         y = torch.full((B, T), IGNORE_INDEX, dtype=torch.long)
         x[:rows], y[:rows] = buf[:-1].view(rows, T), buf[1:].view(rows, T)
-        with autocast:
-            _, loss = model(x.to(device), y.to(device), return_logits=False)
-        totals += torch.stack((loss.float() * rows * T, torch.tensor(float(rows * T), device=device)))
+        with ctx.autocast:
+            _, loss = model(x.to(ctx.device), y.to(ctx.device), return_logits=False)
+        totals += torch.stack((loss.float() * rows * T, torch.tensor(float(rows * T), device=ctx.device)))
     model.train()
-    if world_size > 1:
+    if ctx.world_size > 1:
         dist.all_reduce(totals)
     return (totals[0] / totals[1]).item(), int(totals[1].item())
 
@@ -1255,13 +1394,13 @@ def read_hellaswag(path):
 
 
 @torch.no_grad()
-def hellaswag_counts(model, examples, encoding, rank, world_size, device, autocast, max_len):
+def hellaswag_counts(model, examples, encoding, ctx, max_len):
     """This rank's share of HellaSwag (every world_size-th example), completion style as llm.c scores
     it: the ending after the context (with a leading space) with the lowest loss wins, summed over
     its tokens for acc, averaged for acc_norm. Returns (correct, correct_norm, examples) counts."""
-    counts = torch.zeros(3, device=device)
+    counts = torch.zeros(3, device=ctx.device)
     model.eval()
-    for example in examples[rank::world_size]:
+    for example in examples[ctx.rank :: ctx.world_size]:
         context = encoding.encode_ordinary(example["ctx"])
         rows, completions = [], []
         for ending in example["endings"]:
@@ -1274,52 +1413,48 @@ def hellaswag_counts(model, examples, encoding, rank, world_size, device, autoca
         for i, (row, n) in enumerate(zip(rows, completions)):
             x[i, : len(row) - 1] = torch.tensor(row[:-1])
             y[i, len(row) - 1 - n : len(row) - 1] = torch.tensor(row[-n:])
-        x, y = x.to(device), y.to(device)
-        with autocast:
+        x, y = x.to(ctx.device), y.to(ctx.device)
+        with ctx.autocast:
             logits, _ = model(x, y)
         token_loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view(4, width)
         summed = token_loss.sum(dim=1)
         mean = summed / (y != IGNORE_INDEX).sum(dim=1)
         label = example["label"]
-        counts += torch.tensor([float(summed.argmin().item() == label), float(mean.argmin().item() == label), 1.0], device=device)
+        counts += torch.tensor([float(summed.argmin().item() == label), float(mean.argmin().item() == label), 1.0], device=ctx.device)
     model.train()
     return counts
 
 
-def evaluate_hellaswag(model, examples, encoding, rank, world_size, device, autocast, max_len):
+def evaluate_hellaswag(model, examples, encoding, ctx, max_len):
     """(acc, acc_norm, examples scored) over every rank's share."""
-    counts = hellaswag_counts(model, examples, encoding, rank, world_size, device, autocast, max_len)
-    if world_size > 1:
+    counts = hellaswag_counts(model, examples, encoding, ctx, max_len)
+    if ctx.world_size > 1:
         dist.all_reduce(counts)
     correct, correct_norm, total = counts.tolist()
     return correct / total, correct_norm / total, int(total)
 
 
-def sample_text(model, encoding, device, autocast, prompt, length, seed, top_k=40, temperature=1.0):
+def sample_text(model, encoding, ctx, prompt, length, seed, top_k=40, temperature=1.0):
     """The prompt and a sampled continuation of it (from <|endoftext|> when the prompt is empty), as
     text; its own generator leaves the training RNG untouched."""
-    generator = torch.Generator(device=device).manual_seed(seed)
-    idx = torch.tensor([encoding.encode_ordinary(prompt) or [GPT2_EOT]], device=device)
-    with autocast:
+    generator = torch.Generator(device=ctx.device).manual_seed(seed)
+    idx = torch.tensor([encoding.encode_ordinary(prompt) or [GPT2_EOT]], device=ctx.device)
+    with ctx.autocast:
         out = model.generate(idx, length, temperature=temperature, top_k=top_k, generator=generator)
     return encoding.decode([t for t in out[0].tolist() if t != GPT2_EOT])
 
 
-def describe_attention(model, T, is_cuda, dtype):
+def describe_attention(model):
     """Which attention class runs in which layers, on which kernel: the log line at startup."""
     groups = {}
     for i, block in enumerate(model.transformer.h):
         a = block.attn
-        window = a.window if a.window < T else 0
-        kernel = resolve_kernel(a.backend, window, is_cuda, dtype, a.qk_dim, a.v_dim)
-        if kernel == "SDPA" and a.backend == "flash_attn":
-            kernel += f" (fallback: {flash_attn_unavailable(is_cuda, dtype)})"
-        groups.setdefault((type(a).__name__, window, kernel), []).append(i)
+        groups.setdefault((type(a).__name__, a.window, a.kernel.name), []).append(i)
     parts = [f"{name}{f' (window {w})' if w else ''} on {kernel} in layers {','.join(map(str, layers))}" for (name, w, kernel), layers in groups.items()]
     return "attention: " + "; ".join(parts)
 
 
-def agree_on_errors(setup, world_size, device):
+def agree_on_errors(setup, ctx):
     """Run setup() on every rank; if it fails on any rank, every rank stops instead of waiting
     forever in the next collective (a file missing on one node only, say)."""
     error = None
@@ -1327,8 +1462,8 @@ def agree_on_errors(setup, world_size, device):
         result = setup()
     except UsageError as e:
         error = e
-    if world_size > 1:
-        failed = torch.tensor(int(error is not None), device=device)
+    if ctx.world_size > 1:
+        failed = torch.tensor(int(error is not None), device=ctx.device)
         dist.all_reduce(failed, op=dist.ReduceOp.MAX)
         if failed.item() and error is None:
             error = UsageError(f"setup failed on another rank (rank {dist.get_rank()} stops too)")
@@ -1337,19 +1472,21 @@ def agree_on_errors(setup, world_size, device):
     return result
 
 
-def prepare_run(args, rank, world_size, device):
+def prepare_run(args, ctx):
     """Everything that can fail on bad input, before any training work: data, checkpoint, output
     dir. Returns the config, the loader, the val tokens, the HellaSwag examples and the checkpoint
     to resume (or None); rank 0 holds the output dir's lock."""
     config = build_config(args)
-    loader = DistributedTokenLoader(find_shards(args.input_bin, "--input_bin"), args.batch_size, args.sequence_length, rank, world_size, config.vocab_size)
-    val_tokens = load_val_tokens(args, config, world_size)
+    with torch.device("meta"):  # a FlashAttention that cannot run here stops the run before any work
+        GPT(config).set_attention_kernels(args.attn_backend, ctx.device, ctx.dtype)
+    loader = DistributedTokenLoader(find_shards(args.input_bin, "--input_bin"), args.batch_size, args.sequence_length, ctx.rank, ctx.world_size, config.vocab_size)
+    val_tokens = load_val_tokens(args, config, ctx.world_size)
     checkpoint = None
     if args.resume_from:
         resume_path = resolve_resume_path(args.resume_from, args.output_dir)
         checkpoint = load_checkpoint(resume_path)
         checkpoint["path"] = resume_path
-        saved = GPTConfig(**checkpoint["config"])
+        saved = config_from_checkpoint(checkpoint)
         if saved != config:
             diff = [f"{k}: checkpoint {v!r}, asked {getattr(config, k)!r}" for k, v in dataclasses.asdict(saved).items() if getattr(config, k) != v]
             raise UsageError(f"{resume_path} was trained with another model config ({'; '.join(diff)}): pass the same --model and overrides")
@@ -1357,7 +1494,7 @@ def prepare_run(args, rank, world_size, device):
             raise UsageError(f"--num_iterations {args.num_iterations} is below {resume_path}'s step {checkpoint['step']}: nothing is left to train")
         loader.load_state_dict(checkpoint["loader"])  # a position outside today's --input_bin is refused here
     hellaswag = read_hellaswag(args.hellaswag_file) if args.hellaswag_every else None
-    if rank == 0:
+    if ctx.master:
         claim_output_dir(args)
     return config, loader, val_tokens, hellaswag, checkpoint
 
@@ -1372,17 +1509,7 @@ def load_val_tokens(args, config, world_size):
     return val_tokens
 
 
-RECOMPUTE_MEMORY_BUDGET = 0.85  # for --recompute 1; on d12 (H200) 0.7 and 0.85 gave the same plan
-
-
-def precision(dtype_flag, device_type):
-    """The autocast dtype (--dtype; '' is bfloat16 on CUDA, float32 elsewhere) and its context; on
-    CUDA, fp32 matmuls may also use TF32."""
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype_flag or ("bfloat16" if device_type == "cuda" else "float32")]
-    if device_type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    return dtype, torch.autocast(device_type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+RECOMPUTE_MEMORY_BUDGET = 0.85  # for --recompute 1 (docs/PERFORMANCE.md: how it was chosen)
 
 
 def compile_model(model, recompute):
@@ -1393,18 +1520,18 @@ def compile_model(model, recompute):
     return torch.compile(model, dynamic=False)
 
 
-def train_step(train_model, raw_model, optimizer, loader, grad_accum, grad_clip, world_size, device, autocast):
+def train_step(train_model, raw_model, optimizer, loader, grad_accum, grad_clip, ctx):
     """One optimizer step over grad_accum micro-batches: forward, backward, clipping, AdamW. Returns
     this rank's mean loss and the grad norm as device tensors, without waiting for the GPU."""
-    loss_sum = torch.zeros((), device=device)
+    loss_sum = torch.zeros((), device=ctx.device)
     for micro_step in range(grad_accum):
         x, y = loader.next_batch()
-        if device.type == "cuda":  # a copy from pinned memory does not hold the CPU up while the GPU is busy
+        if ctx.device.type == "cuda":  # a copy from pinned memory does not hold the CPU up while the GPU is busy
             x, y = x.pin_memory(), y.pin_memory()
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if world_size > 1:  # all-reduce gradients only on the last micro-step
+        x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+        if ctx.world_size > 1:  # all-reduce gradients only on the last micro-step
             train_model.require_backward_grad_sync = micro_step == grad_accum - 1
-        with autocast:
+        with ctx.autocast:
             _, loss = train_model(x, y, return_logits=False)
         loss_sum += loss.detach()
         (loss / grad_accum).backward()
@@ -1435,182 +1562,223 @@ class HostCopy:
         return self.host.tolist()
 
 
-def train(args):
-    rank, local_rank, world_size, device = setup_distributed(args)
-    master = rank == 0
-    device_type = device.type
-    config, loader, val_tokens, hellaswag, checkpoint = agree_on_errors(lambda: prepare_run(args, rank, world_size, device), world_size, device)
-    B, T = args.batch_size, args.sequence_length
-    grad_accum = grad_accumulation_steps(args, world_size)
-    tokens_per_step = B * T * world_size * grad_accum
-    dtype, autocast = precision(args.dtype, device_type)
-    flash_attn_problem = flash_attn_unavailable(device_type == "cuda", dtype)
-    if config.attn_backend == "flash_attn" and flash_attn_problem:
-        raise UsageError(f"--attn_backend flash_attn, but {flash_attn_problem}; use --attn_backend auto or sdpa")
+class TrainingRun:
+    """The training loop and its state. On CUDA a step's loss is read (which waits for the GPU) only
+    once the next step has been launched, so the GPU does not idle while Python launches a step; a
+    step's time runs from when the GPU could start it (its launch, or the end of the step before) to
+    when its loss was read. Rank 0 logs and saves."""
 
-    torch.manual_seed(args.seed)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    model = GPT(config).to(device)
-    raw_model = model
-    optimizer = make_optimizer(raw_model, args.learning_rate, args.weight_decay, device_type)
-    start_step, train_time = 0, 0.0
-    if checkpoint is not None:
-        raw_model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        set_rng_states(checkpoint["rng"])
-        start_step, train_time = checkpoint["step"], checkpoint["train_time_s"]
-    if args.compile:
-        model = compile_model(model, args.recompute)
-    train_model = model
-    if world_size > 1:
-        # the rotary tables are buffers computed identically on every rank: no need to broadcast them
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device_type == "cuda" else None, broadcast_buffers=False)
+    def __init__(self, args, ctx, config, model, optimizer, loader, val_tokens, hellaswag, start_step=0, train_time=0.0):
+        self.args, self.ctx, self.config, self.raw_model, self.optimizer, self.loader = args, ctx, config, model, optimizer, loader
+        self.val_tokens, self.hellaswag = val_tokens, hellaswag
+        self.model = compile_model(model, args.recompute) if args.compile else model  # evaluation runs it too
+        self.train_model = self.model
+        if ctx.world_size > 1:
+            # the rotary tables are buffers computed identically on every rank: no need to broadcast them
+            device_ids = [ctx.local_rank] if ctx.device.type == "cuda" else None
+            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids, broadcast_buffers=False)
+        self.grad_accum = grad_accumulation_steps(args, ctx.world_size)
+        self.tokens_per_step = args.batch_size * args.sequence_length * ctx.world_size * self.grad_accum
+        self.flops_per_step = model.flops_per_token(args.sequence_length) * self.tokens_per_step
+        self.device_name = torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else "cpu"
+        self.peak_flops = gpu_peak_flops(self.device_name) if ctx.device.type == "cuda" and ctx.dtype == torch.bfloat16 else None
+        self.encoding = gpt2_encoding() if (ctx.master and args.sample_every > 0) or hellaswag else None
+        self.start_step, self.train_time, self.step_times = start_step, train_time, []
+        self.pending, self.last_read = None, 0.0  # the step launched and not yet read; when the last was read
+        self.metrics = self.wandb_run = None
 
-    num_params = raw_model.num_params()
-    flops_per_step = raw_model.flops_per_token(T) * tokens_per_step
-    device_name = torch.cuda.get_device_name(device) if device_type == "cuda" else "cpu"
-    peak_flops = gpu_peak_flops(device_name) if device_type == "cuda" and dtype == torch.bfloat16 else None
-    run_info = {
-        "model": args.model,
-        "config": dataclasses.asdict(config),
-        "args": vars(args),
-        "num_params": num_params,
-        "device": device_name,
-        "world_size": world_size,
-        "dtype": str(dtype).removeprefix("torch."),
-        "grad_accumulation_steps": grad_accum,
-        "tokens_per_step": tokens_per_step,
-    }
-    if master:
-        if checkpoint is None and list_checkpoints(args.output_dir):
+    def info(self):
+        """run.json's contents (the summary is added at the end)."""
+        return {
+            "model": self.args.model,
+            "config": dataclasses.asdict(self.config),
+            "args": vars(self.args),
+            "num_params": self.raw_model.num_params(),
+            "device": self.device_name,
+            "world_size": self.ctx.world_size,
+            "dtype": str(self.ctx.dtype).removeprefix("torch."),
+            "grad_accumulation_steps": self.grad_accum,
+            "tokens_per_step": self.tokens_per_step,
+        }
+
+    def open_logs(self, checkpoint):
+        """Rank 0: the output dir made ready for this run (old checkpoints cleared under --overwrite,
+        a branch's later ones set aside), metrics.jsonl, W&B, and the startup lines."""
+        args, config, out = self.args, self.config, Path(self.args.output_dir)
+        if checkpoint is None and list_checkpoints(out):
             # --overwrite 1: the old run's checkpoints must not be taken for this run's by --resume_from latest
-            old = list_checkpoints(args.output_dir)
-            print(f"--overwrite 1: removing {len(old)} checkpoints of the previous run in {args.output_dir}")
+            old = list_checkpoints(out)
+            print(f"--overwrite 1: removing {len(old)} checkpoints of the previous run in {out}")
             for path in old:
                 path.unlink()
         if checkpoint is not None:
-            set_aside_later_checkpoints(args.output_dir, start_step)
-            changes = changed_training_flags(checkpoint, args, tokens_per_step)
+            set_aside_later_checkpoints(out, self.start_step)
+            changes = changed_training_flags(checkpoint, args, self.tokens_per_step)
             if changes:
                 print(f"warning: resuming {checkpoint['path']} with training flags that differ from its run's: {', '.join(changes)}; training goes on under the new values", file=sys.stderr)
-        if config.sliding_window >= T:
-            print(f"note: the sliding window ({config.sliding_window}) holds the whole {T}-token sequence, so every layer attends to all of it: this run trains the same model as without the window")
-        metrics = MetricsLog(Path(args.output_dir) / "metrics.jsonl", keep_before_step=start_step if checkpoint else None)
-        wandb_run = None
+        if config.sliding_window >= args.sequence_length:
+            print(f"note: the sliding window ({config.sliding_window}) holds the whole {args.sequence_length}-token sequence, so every layer attends to all of it: this run trains the same model as without the window")
+        self.metrics = MetricsLog(out / "metrics.jsonl", keep_before_step=self.start_step if checkpoint else None)
         if args.log_wandb:
             import wandb
 
-            wandb_run = wandb.init(project="train_gpt2_mod", config=run_info, resume="allow")
+            self.wandb_run = wandb.init(project="train_gpt2_mod", config=self.info(), resume="allow")
+        ws = self.ctx.world_size
         print(
-            f"model {args.model}: {num_params:,} parameters ({config.n_layer} layers, {config.n_head} heads, {config.n_embd} wide) | "
-            f"{world_size} x {device_name}, {run_info['dtype']} | batch {B} x {T} x {world_size} ranks x {grad_accum} accumulation = {tokens_per_step:,} tokens/step"
+            f"model {args.model}: {self.raw_model.num_params():,} parameters ({config.n_layer} layers, {config.n_head} heads, {config.n_embd} wide) | "
+            f"{ws} x {self.device_name}, {str(self.ctx.dtype).removeprefix('torch.')} | batch {args.batch_size} x {args.sequence_length} x {ws} ranks x {self.grad_accum} accumulation = {self.tokens_per_step:,} tokens/step"
         )
-        print(describe_attention(raw_model, T, device_type == "cuda", dtype))
+        print(describe_attention(self.raw_model))
         if checkpoint:
-            print(f"resumed from {checkpoint['path']} at step {start_step}")
-    del checkpoint
-    encoding = gpt2_encoding() if (master and args.sample_every > 0) or hellaswag else None
+            print(f"resumed from {checkpoint['path']} at step {self.start_step}")
 
-    def log(record, line):
-        if master:
-            record.update(tokens=record["step"] * tokens_per_step, train_time_s=train_time)
-            metrics.write(record)
-            if wandb_run is not None:
-                wandb_run.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+    def log(self, record, line):
+        if self.ctx.master:
+            record.update(tokens=record["step"] * self.tokens_per_step, train_time_s=self.train_time)
+            self.metrics.write(record)
+            if self.wandb_run is not None:
+                self.wandb_run.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
             print(line, flush=True)
 
-    step_times = []
-    last_step = args.num_iterations
-    # On CUDA a step's loss is read (which waits for the GPU) only once the next step has been
-    # launched, so the GPU does not idle while Python launches a step. A step's time runs from when
-    # the GPU could start it (its launch, or the end of the step before) to when its loss was read.
-    pending, last_read = None, 0.0
-
-    def finish(step, lr, stats, launched):
-        nonlocal train_time, last_read
+    def read_pending(self):
+        """Wait for the step in flight, log it, and stop on a diverged loss: checked before that
+        step's checkpoint is written, so the last checkpoint stays a finite model."""
+        if self.pending is None:
+            return
+        (step, lr, stats, launched), self.pending = self.pending, None
         train_loss, norm = stats.tolist()
         now = time.perf_counter()
-        dt, last_read = now - max(launched, last_read), now
-        train_time += dt
-        step_times.append(dt)
-        tokens_per_s = tokens_per_step / dt
-        mfu = flops_per_step / dt / peak_flops / world_size if peak_flops else None
+        dt, self.last_read = now - max(launched, self.last_read), now
+        self.train_time += dt
+        self.step_times.append(dt)
+        tokens_per_s = self.tokens_per_step / dt
+        mfu = self.flops_per_step / dt / self.peak_flops / self.ctx.world_size if self.peak_flops else None
         record = {"step": step, "train_loss": train_loss, "lr": lr, "grad_norm": norm, "step_ms": dt * 1e3, "tokens_per_s": tokens_per_s, "mfu": mfu}
         mfu_text = f" | MFU {100 * mfu:.1f}%" if mfu is not None else ""
-        log(record, f"step {step:5d}/{last_step} | train loss {train_loss:.4f} | lr {lr:.2e} | grad norm {norm:.3f} | {dt * 1e3:.1f} ms | {tokens_per_s:,.0f} tok/s{mfu_text}")
-        # checked before this step's checkpoint is written, so the last checkpoint stays a finite model
+        self.log(record, f"step {step:5d}/{self.args.num_iterations} | train loss {train_loss:.4f} | lr {lr:.2e} | grad norm {norm:.3f} | {dt * 1e3:.1f} ms | {tokens_per_s:,.0f} tok/s{mfu_text}")
         if not (math.isfinite(train_loss) and math.isfinite(norm)):
             raise TrainingStopped(f"step {step}: train loss {train_loss}, grad norm {norm}: the run diverged and was stopped before saving it (lower --learning_rate, or clip with --grad_clip)")
 
-    for step in range(start_step, last_step + 1):
-        is_last = step == last_step
-        do_val = val_tokens is not None and (is_last or (args.val_loss_every > 0 and step % args.val_loss_every == 0))
-        do_hellaswag = bool(hellaswag) and (is_last or step % args.hellaswag_every == 0)
+    def evaluate_at(self, step):
+        """Validation, HellaSwag and a sample where their cadence (or the last step) asks for them;
+        the step in flight is read first, so evaluation never counts in a step's time."""
+        args, ctx, last = self.args, self.ctx, self.args.num_iterations
+        is_last = step == last
+        do_val = self.val_tokens is not None and (is_last or (args.val_loss_every > 0 and step % args.val_loss_every == 0))
+        do_hellaswag = bool(self.hellaswag) and (is_last or step % args.hellaswag_every == 0)
         sample_now = args.sample_every > 0 and (is_last or step % args.sample_every == 0)
-        if pending is not None and (is_last or do_val or do_hellaswag or sample_now):
-            finish(*pending)  # evaluation must not run inside a step's measured time
-            pending = None
+        if is_last or do_val or do_hellaswag or sample_now:
+            self.read_pending()
         if do_val:
-            val_loss, val_count = evaluate(model, val_tokens, args, rank, world_size, device, autocast)
-            log({"step": step, "val_loss": val_loss, "val_tokens": val_count}, f"step {step:5d}/{last_step} | val loss {val_loss:.4f} ({val_count:,} tokens)")
+            val_loss, val_count = evaluate(self.model, self.val_tokens, args, ctx)
+            self.log({"step": step, "val_loss": val_loss, "val_tokens": val_count}, f"step {step:5d}/{last} | val loss {val_loss:.4f} ({val_count:,} tokens)")
         if do_hellaswag:
-            acc, acc_norm, count = evaluate_hellaswag(raw_model, hellaswag, encoding, rank, world_size, device, autocast, config.block_size)
-            log({"step": step, "hellaswag_acc": acc, "hellaswag_acc_norm": acc_norm, "hellaswag_examples": count}, f"step {step:5d}/{last_step} | HellaSwag acc_norm {acc_norm:.4f}, acc {acc:.4f} ({count:,} examples)")
-        if master and sample_now:
-            text = sample_text(raw_model, encoding, device, autocast, "", args.sample_length, args.seed + step)
+            acc, acc_norm, count = evaluate_hellaswag(self.raw_model, self.hellaswag, self.encoding, ctx, self.config.block_size)
+            self.log({"step": step, "hellaswag_acc": acc, "hellaswag_acc_norm": acc_norm, "hellaswag_examples": count}, f"step {step:5d}/{last} | HellaSwag acc_norm {acc_norm:.4f}, acc {acc:.4f} ({count:,} examples)")
+        if ctx.master and sample_now:
+            text = sample_text(self.raw_model, self.encoding, ctx, "", args.sample_length, args.seed + step)
             print(f"sample at step {step}:\n{text}\n---", flush=True)
-        if is_last:
-            break
 
+    def train_one(self, step):
+        """Launch the step that takes the model from step to step + 1 updates, then read the one
+        before it (or this one, on a CPU, where it has already run, or before a checkpoint)."""
         launched = time.perf_counter()
-        lr = learning_rate_at(step, args)
-        for group in optimizer.param_groups:
+        lr = learning_rate_at(step, self.args)
+        for group in self.optimizer.param_groups:
             group["lr"] = lr
-        mean_loss, grad_norm = train_step(train_model, raw_model, optimizer, loader, grad_accum, args.grad_clip, world_size, device, autocast)
-        stats = HostCopy(torch.stack((all_reduce_mean(mean_loss, world_size), grad_norm)))
-        if pending is not None:
-            finish(*pending)
-        pending = (step + 1, lr, stats, launched)
-
+        mean_loss, grad_norm = train_step(self.train_model, self.raw_model, self.optimizer, self.loader, self.grad_accum, self.args.grad_clip, self.ctx)
+        stats = HostCopy(torch.stack((all_reduce_mean(mean_loss, self.ctx.world_size), grad_norm)))
+        self.read_pending()
+        self.pending = (step + 1, lr, stats, launched)
         done = step + 1
-        save_now = done == last_step or (args.save_every > 0 and done % args.save_every == 0)
-        # a checkpoint's train time includes this step; on a CPU the step has already run
-        if save_now or device_type != "cuda":
-            finish(*pending)
-            pending = None
-        if save_now and master:
-            path = checkpoint_path(args.output_dir, done)
-            save_checkpoint(path, raw_model, optimizer, done, train_time, loader, config, args, tokens_per_step)
-            print(f"saved {path}", flush=True)
-            if args.keep_last:
-                for old in list_checkpoints(args.output_dir)[: -args.keep_last]:
-                    old.unlink()
+        save_now = done == self.args.num_iterations or (self.args.save_every > 0 and done % self.args.save_every == 0)
+        if save_now or self.ctx.device.type != "cuda":  # a checkpoint's train time includes its step
+            self.read_pending()
+        if save_now and self.ctx.master:
+            self.save(done)
 
-    if master:
-        # steady state: leave out the first steps (compilation, allocator warm-up)
-        steady = step_times[min(len(step_times) // 2, 10) :]
-        if steady:
-            median = statistics.median(steady)
-            summary = {
-                "steady_steps": len(steady),
-                "median_step_ms": median * 1e3,
-                "tokens_per_s": tokens_per_step / median,
-                "mfu": flops_per_step / median / peak_flops / world_size if peak_flops else None,
-                "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device_type == "cuda" else None,
-            }
+    def save(self, step):
+        path = checkpoint_path(self.args.output_dir, step)
+        save_checkpoint(path, self.raw_model, self.optimizer, step, self.train_time, self.loader, self.config, self.args, self.tokens_per_step)
+        print(f"saved {path}", flush=True)
+        if self.args.keep_last:
+            for old in list_checkpoints(self.args.output_dir)[: -self.args.keep_last]:
+                old.unlink()
+
+    def loop(self):
+        for step in range(self.start_step, self.args.num_iterations):
+            self.evaluate_at(step)
+            self.train_one(step)
+        self.evaluate_at(self.args.num_iterations)
+
+    def summary(self):
+        """Steady-state speed (leaving out the first steps: compilation, allocator warm-up) and peak
+        memory, or None where no step was timed."""
+        steady = self.step_times[min(len(self.step_times) // 2, 10) :]
+        if not steady:
+            return None
+        median = statistics.median(steady)
+        on_cuda = self.ctx.device.type == "cuda"
+        return {
+            "steady_steps": len(steady),
+            "median_step_ms": median * 1e3,
+            "tokens_per_s": self.tokens_per_step / median,
+            "mfu": self.flops_per_step / median / self.peak_flops / self.ctx.world_size if self.peak_flops else None,
+            "peak_memory_gib": torch.cuda.max_memory_allocated(self.ctx.device) / 2**30 if on_cuda else None,
+        }
+
+    def close(self):
+        """Rank 0: the summary line, run.json, and the logs closed."""
+        run_info, summary = self.info(), self.summary()
+        run_json = Path(self.args.output_dir) / "run.json"
+        if summary is not None:
             run_info["summary"] = summary
             mem = f", peak memory {summary['peak_memory_gib']:.2f} GiB" if summary["peak_memory_gib"] is not None else ""
             mfu_text = f", MFU {100 * summary['mfu']:.1f}%" if summary["mfu"] is not None else ""
-            print(f"steady state ({len(steady)} steps): {summary['median_step_ms']:.1f} ms/step, {summary['tokens_per_s']:,.0f} tok/s{mfu_text}{mem}")
-        write_json_atomic(Path(args.output_dir) / "run.json", run_info)
-        metrics.close()
+            print(f"steady state ({summary['steady_steps']} steps): {summary['median_step_ms']:.1f} ms/step, {summary['tokens_per_s']:,.0f} tok/s{mfu_text}{mem}")
+        elif self.start_step and run_json.exists():
+            # a resume that trained no step (the run had finished) keeps the summary measured before
+            previous = json.loads(run_json.read_text()).get("summary")
+            if previous:
+                run_info["summary"] = previous
+        write_json_atomic(run_json, run_info)
+        self.metrics.close()
         release_output_dir()
-        if wandb_run is not None:
-            wandb_run.finish()
-    if world_size > 1:
-        dist.barrier()
-        dist.destroy_process_group()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+
+
+def build_model(args, ctx, config):
+    """The model, seeded, on its device with its attention kernels, and its optimizer."""
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    model = GPT(config).to(ctx.device).set_attention_kernels(args.attn_backend, ctx.device, ctx.dtype)
+    return model, make_optimizer(model, args.learning_rate, args.weight_decay, ctx.device.type)
+
+
+def restore(checkpoint, model, optimizer):
+    """The model, the optimizer and the RNGs as the checkpoint saved them; returns its step and
+    train time."""
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    set_rng_states(checkpoint["rng"])
+    return checkpoint["step"], checkpoint["train_time_s"]
+
+
+def train(args):
+    ctx = setup_context(args)
+    config, loader, val_tokens, hellaswag, checkpoint = agree_on_errors(lambda: prepare_run(args, ctx), ctx)
+    model, optimizer = build_model(args, ctx, config)
+    start = restore(checkpoint, model, optimizer) if checkpoint is not None else (0, 0.0)
+    run = TrainingRun(args, ctx, config, model, optimizer, loader, val_tokens, hellaswag, *start)
+    if ctx.master:
+        run.open_logs(checkpoint)
+    del checkpoint  # its pages can go
+    run.loop()
+    if ctx.master:
+        run.close()
+    shutdown(ctx)
 
 
 # -----------------------------------------------------------------------------
@@ -1665,7 +1833,8 @@ def build_parser():
     p.add_argument("--keep_last", type=int, default=0, help=">0: keep only the newest N checkpoints in --output_dir (0: keep all)")
     p.add_argument("--resume_from", default="", help="checkpoint to continue from, or 'latest' in --output_dir")
     p.add_argument("--compile", type=int, default=0, help="1: torch.compile the model")
-    p.add_argument("--recompute", type=int, default=0, choices=[0, 1], help="1 (with --compile 1): keep fewer activations for backward and recompute the rest; d12 at 32x1024 on an H200: 10.1 instead of 14.5 GiB, 2.5%% slower")
+    p.add_argument("--attn_backend", default="auto", choices=list(KERNEL_CHOICES), help="attention kernels: auto (the fastest measured that runs here), flash_attn (the flash-attn package, or an error), sdpa (PyTorch's)")
+    p.add_argument("--recompute", type=int, default=0, choices=[0, 1], help="1 (with --compile 1): keep fewer activations for backward and recompute the rest (less memory, a little slower: README.md has the figures)")
     p.add_argument("--dtype", default="", choices=["", "float32", "bfloat16"], help="autocast dtype ('': bfloat16 on CUDA, float32 on CPU)")
     p.add_argument("--device", default="", choices=["", "cpu", "cuda"], help="'': CUDA when available")
     p.add_argument("--seed", type=int, default=1337, help="seed for initialization")
@@ -1734,66 +1903,63 @@ def check_args(args):
     if args.log_wandb and importlib.util.find_spec("wandb") is None:
         raise UsageError("--log_wandb 1, but wandb is not installed: pip install wandb")
     grad_accumulation_steps(args, int(os.environ.get("WORLD_SIZE", 1)))
-    if args.val_batch_size == 0:
-        args.val_batch_size = args.batch_size
+
+
+def model_from_checkpoint(checkpoint, args, ctx):
+    """The checkpoint's model on the context's device, its attention kernels chosen for --attn_backend."""
+    model = GPT(config_from_checkpoint(checkpoint))
+    model.load_state_dict(checkpoint["model"])
+    return model.to(ctx.device).set_attention_kernels(args.attn_backend, ctx.device, ctx.dtype)
 
 
 def eval_checkpoint(args, given):
     """--eval_only: the val loss, and HellaSwag where its file exists, of a saved model under its own
     config, at its run's sequence length and val tokens unless flags (given) set them; printed and
     appended to eval.jsonl beside the checkpoint, leaving the run's own metrics.jsonl alone."""
-    rank, _, world_size, device = setup_distributed(args)
+    ctx = setup_context(args)
 
     def setup():
         path = resolve_resume_path(args.resume_from, args.output_dir)
         checkpoint = load_checkpoint(path)
-        config = GPTConfig(**checkpoint["config"])
+        config = config_from_checkpoint(checkpoint)
         for name in ("sequence_length", "val_tokens"):
             if name not in given and name in checkpoint.get("args", {}):
                 setattr(args, name, checkpoint["args"][name])
         if args.sequence_length > config.block_size:
             raise UsageError(f"--sequence_length {args.sequence_length} is longer than the checkpoint's block_size {config.block_size}")
-        val_tokens = load_val_tokens(args, config, world_size)
+        val_tokens = load_val_tokens(args, config, ctx.world_size)
         hellaswag = read_hellaswag(args.hellaswag_file) if "hellaswag_file" in given or Path(args.hellaswag_file).exists() else None
         if val_tokens is None and hellaswag is None:
             raise UsageError(f"nothing to evaluate: no val data (--input_val_bin) and no HellaSwag file at {args.hellaswag_file}")
         return path, checkpoint, config, val_tokens, hellaswag
 
-    path, checkpoint, config, val_tokens, hellaswag = agree_on_errors(setup, world_size, device)
-    _, autocast = precision(args.dtype, device.type)
-    model = GPT(config)
-    model.load_state_dict(checkpoint["model"])
-    model.to(device)
+    path, checkpoint, config, val_tokens, hellaswag = agree_on_errors(setup, ctx)
+    model = model_from_checkpoint(checkpoint, args, ctx)
     record, parts = {"checkpoint": str(path), "step": checkpoint["step"]}, []
     if val_tokens is not None:
-        record["val_loss"], record["val_tokens"] = evaluate(model, val_tokens, args, rank, world_size, device, autocast)
+        record["val_loss"], record["val_tokens"] = evaluate(model, val_tokens, args, ctx)
         parts.append(f"val loss {record['val_loss']:.4f} ({record['val_tokens']:,} tokens of {args.sequence_length})")
     if hellaswag is not None:
-        acc, acc_norm, count = evaluate_hellaswag(model, hellaswag, gpt2_encoding(), rank, world_size, device, autocast, config.block_size)
+        acc, acc_norm, count = evaluate_hellaswag(model, hellaswag, gpt2_encoding(), ctx, config.block_size)
         record.update(hellaswag_acc=acc, hellaswag_acc_norm=acc_norm, hellaswag_examples=count)
         parts.append(f"HellaSwag acc_norm {acc_norm:.4f}, acc {acc:.4f} ({count:,} examples)")
-    if rank == 0:
+    if ctx.master:
         print(f"{path} (step {checkpoint['step']}): {' | '.join(parts)}")
         with open(path.parent / "eval.jsonl", "a") as f:
             f.write(json_line(record))
-    if world_size > 1:
-        dist.destroy_process_group()
+    shutdown(ctx)
 
 
 def sample_from_checkpoint(args):
     """--sample_from: print a continuation of --prompt from a saved model, then exit."""
     checkpoint = load_checkpoint(resolve_resume_path(args.sample_from, args.output_dir))
-    config = GPTConfig(**checkpoint["config"])
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = GPT(config)
-    model.load_state_dict(checkpoint["model"])
-    model.to(device).eval()
+    ctx = setup_context(args)
+    model = model_from_checkpoint(checkpoint, args, ctx).eval()
     encoding = gpt2_encoding()
     prompt_tokens = len(encoding.encode_ordinary(args.prompt)) or 1
-    if prompt_tokens + args.sample_length > config.block_size:
-        raise UsageError(f"the prompt ({prompt_tokens} tokens) + --sample_length {args.sample_length} exceed the model's block_size {config.block_size}")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    print(sample_text(model, encoding, device, autocast, args.prompt, args.sample_length, args.seed, args.top_k or None, args.temperature))
+    if prompt_tokens + args.sample_length > model.config.block_size:
+        raise UsageError(f"the prompt ({prompt_tokens} tokens) + --sample_length {args.sample_length} exceed the model's block_size {model.config.block_size}")
+    print(sample_text(model, encoding, ctx, args.prompt, args.sample_length, args.seed, args.top_k or None, args.temperature))
 
 
 def given_flags(argv):

@@ -17,7 +17,6 @@ from train_gpt2_mod import (
     FlashMLA,
     GPTConfig,
     MultiHeadLatentAttention,
-    SlidingWindowAttention,
     UsageError,
 )
 
@@ -49,28 +48,31 @@ def test_mla_query_latent_parameters():
     assert count(mla) == 64 * 20 + 20 + 20 * 4 * qk + 64 * (24 + 8) + 24 + 24 * 4 * (16 + 12) + 4 * 12 * 64
 
 
-def test_block_picks_the_class():
-    def cls(**changes):
-        with torch.device("meta"):
-            return type(GPT(dataclasses.replace(D12, n_layer=1, **changes)).transformer.h[0].attn)
-
-    assert cls() is CausalSelfAttention
-    assert cls(attn_backend="flash_attn") is FlashCausalSelfAttention
-    assert cls(use_flash_mla=True) is FlashMLA
-    assert cls(use_flash_mla=True, attn_backend="sdpa") is MultiHeadLatentAttention
-    assert cls(sliding_window=128) is SlidingWindowAttention
+def layer_classes(backend="auto", dtype=torch.float32, **changes):
+    with torch.device("meta"):
+        model = GPT(dataclasses.replace(D12, n_layer=1, **changes)).set_attention_kernels(backend, "cpu", dtype)
+    return type(model.transformer.h[0].attn)
 
 
-def test_flash_class_on_the_fallback_equals_sdpa_class():
-    torch.manual_seed(0)
-    config = GPTConfig(**SMALL_MLA)
-    flash, plain = FlashCausalSelfAttention(dataclasses.replace(config, attn_backend="flash_attn")), CausalSelfAttention(config)
-    assert flash.state_dict().keys() == plain.state_dict().keys()  # checkpoints load into either
-    plain.load_state_dict(flash.state_dict())
-    x = torch.randn(2, 16, 64)
-    with pytest.warns(UserWarning, match="falls back to SDPA"), torch.no_grad():
-        out = flash(x)
-    assert torch.equal(out, plain(x).detach())
+def test_the_layer_class_names_the_kernel_that_runs(monkeypatch):
+    assert layer_classes() is CausalSelfAttention
+    assert layer_classes(use_flash_mla=True) is MultiHeadLatentAttention  # on SDPA: not labelled Flash
+    assert layer_classes("sdpa", sliding_window=128) is CausalSelfAttention
+    # where FlashAttention can run, its layers are the Flash classes
+    import train_gpt2_mod as m
+
+    monkeypatch.setattr(m.FlashAttention2, "unavailable", staticmethod(lambda needs: None))
+    assert layer_classes("flash_attn") is FlashCausalSelfAttention
+    assert layer_classes("flash_attn", use_flash_mla=True) is FlashMLA
+    assert layer_classes("auto", use_flash_mla=True, sliding_window=128) is FlashMLA  # auto: FlashAttention for windows
+    assert layer_classes("auto", use_flash_mla=True) is MultiHeadLatentAttention
+    assert layer_classes("sdpa", use_flash_mla=True, sliding_window=128) is MultiHeadLatentAttention
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_flash_attn_that_cannot_run_is_an_error_naming_why(dtype):
+    with pytest.raises(UsageError, match="--attn_backend flash_attn, but .*(not installed|needs a CUDA GPU)"):
+        layer_classes("flash_attn", dtype)
 
 
 def rope(t, pos):
@@ -136,11 +138,10 @@ def test_cache_sizes():
     assert values_per_token(dataclasses.replace(MODEL_CONFIGS["d12_flash_mla"], qk_norm=True)) == 288 + 12  # + one key RMS per head
 
 
-CLASS_CONFIGS = [dict(), dict(qk_norm=True), dict(attn_backend="flash_attn"), dict(sliding_window=5, global_attn_every=2), dict(use_flash_mla=True), dict(use_flash_mla=True, qk_norm=True, post_norm=True), dict(use_flash_mla=True, attn_backend="sdpa", sliding_window=5)]
+CLASS_CONFIGS = [dict(), dict(qk_norm=True), dict(sliding_window=5, global_attn_every=2), dict(use_flash_mla=True), dict(use_flash_mla=True, qk_norm=True, post_norm=True), dict(use_flash_mla=True, sliding_window=5)]
 
 
 @pytest.mark.parametrize("changes", CLASS_CONFIGS)
-@pytest.mark.filterwarnings("ignore:flash-attn is not installed")
 def test_greedy_generation_same_with_and_without_cache(changes):
     torch.manual_seed(0)
     model = GPT(GPTConfig(**(SMALL_MLA | changes))).eval()
@@ -159,7 +160,6 @@ def test_generate_with_cache_refuses_to_run_past_block_size():
 
 
 @pytest.mark.parametrize("use_flash_mla, post_norm, qk_norm", list(itertools.product([False, True], repeat=3)))
-@pytest.mark.filterwarnings("ignore:flash-attn is not installed")
 def test_every_combination_builds_and_trains(use_flash_mla, post_norm, qk_norm):
     torch.manual_seed(0)
     model = GPT(GPTConfig(**(SMALL_MLA | dict(use_flash_mla=use_flash_mla, post_norm=post_norm, qk_norm=qk_norm))))
@@ -177,7 +177,7 @@ def test_every_combination_builds_and_trains(use_flash_mla, post_norm, qk_norm):
 
 def test_d12_flash_mla_learns_on_bundled_data(tmp_path):
     proc = run_trainer(*SHORT_TRAIN, "--model", "d12_flash_mla", "--kv_lora_rank", "32", "--qk_nope_head_dim", "16", "--qk_rope_head_dim", "16", "--v_head_dim", "32", "--num_iterations", "30", "--val_loss_every", "30", "--output_dir", str(tmp_path))
-    assert "attention: FlashMLA on SDPA in layers 0,1" in proc.stdout  # auto, on a CPU
+    assert "attention: MultiHeadLatentAttention on SDPA in layers 0,1" in proc.stdout  # auto, on a CPU
     records = read_metrics(tmp_path)
     train, val = losses(records), losses(records, "val_loss")
     assert sum(train[s] for s in range(26, 31)) / 5 < train[1] - 2.0
@@ -186,22 +186,9 @@ def test_d12_flash_mla_learns_on_bundled_data(tmp_path):
     assert sample.stdout.startswith("ROMEO:") and len(sample.stdout.strip()) > len("ROMEO:")
 
 
-@pytest.mark.filterwarnings("error")
-def test_flash_fallback_warns_once(monkeypatch):
-    import train_gpt2_mod
-
-    monkeypatch.setattr(train_gpt2_mod, "_warned", set())  # earlier tests may have warned already
-    torch.manual_seed(0)
-    mla = FlashMLA(GPTConfig(**(SMALL_MLA | dict(use_flash_mla=True, attn_backend="flash_attn"))))
-    x = torch.randn(1, 8, 64)
-    with pytest.warns(UserWarning, match="flash-attn is not installed.*falls back to SDPA"):
-        mla(x)
-    mla(x)  # no second warning: filterwarnings("error") would raise it
-
-
 def test_bad_attention_settings(tmp_path):
-    with pytest.raises(UsageError, match="attn_backend must be one of"):
-        GPTConfig(attn_backend="triton").validate()
+    proc = run_trainer(*SHORT_TRAIN, "--attn_backend", "triton", "--output_dir", str(tmp_path), check=False)
+    assert proc.returncode == 2 and "invalid choice: 'triton'" in proc.stderr
     with pytest.raises(UsageError, match="even qk_rope_head_dim"):
         GPTConfig(use_flash_mla=True, qk_rope_head_dim=7).validate()
     proc = run_trainer(*SHORT_TRAIN, "--attn_backend", "flash_attn", "--device", "cpu", "--output_dir", str(tmp_path), check=False)

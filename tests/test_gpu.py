@@ -29,7 +29,7 @@ def test_compiles_without_graph_breaks(name):
     torch.manual_seed(0)
     torch._dynamo.reset()
     counters.clear()
-    model = GPT(small(name)).cuda()
+    model = GPT(small(name)).cuda().set_attention_kernels("auto", "cuda", torch.bfloat16)
     compiled = torch.compile(model, dynamic=False)
     idx = torch.randint(0, 50257, (4, 256), device="cuda")
     with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -129,7 +129,7 @@ def reference_window_attention(q, k, v, window):
 
 
 @pytest.mark.parametrize("T, window", [(1024, 256), (2048, 1000), (512, 1)])
-def test_flash_window_and_fallback_agree(T, window, monkeypatch):
+def test_flash_window_and_flex_attention_agree(T, window):
     import train_gpt2_mod as m
 
     if m.flash_attn_func is None:
@@ -138,14 +138,12 @@ def test_flash_window_and_fallback_agree(T, window, monkeypatch):
     q, k, v = (torch.randn(2, T, 4, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
     grad = torch.randn(2, T, 4, 64, device="cuda", dtype=torch.bfloat16)
 
-    def run():
-        out = m.causal_attention(q, k, v, window)
+    def run(kernel):
+        out = kernel(q, k, v)
         dq, dk, dv = torch.autograd.grad(out, (q, k, v), grad)
         return out, dq, dk, dv
 
-    flash = run()
-    monkeypatch.setattr(m, "flash_attn_func", None)  # the flex_attention fallback
-    flex = run()
+    flash, flex = run(m.FlashAttention2(window)), run(m.FlexAttention(window))
     ref = reference_window_attention(q, k, v, window)
     for a, b in zip(flash, flex):
         assert (a.float() - b.float()).norm() / b.float().norm() < 1e-2
@@ -153,30 +151,23 @@ def test_flash_window_and_fallback_agree(T, window, monkeypatch):
     assert (flex[0].float() - ref).norm() / ref.norm() < 1e-2
 
 
-@pytest.mark.parametrize(
-    "flash_cls, sdpa_cls, changes",
-    [
-        ("FlashCausalSelfAttention", "CausalSelfAttention", dict()),
-        ("FlashCausalSelfAttention", "CausalSelfAttention", dict(qk_norm=True)),
-        ("FlashMLA", "MultiHeadLatentAttention", dict(use_flash_mla=True)),
-        ("FlashMLA", "MultiHeadLatentAttention", dict(use_flash_mla=True, qk_norm=True, q_lora_rank=384)),
-    ],
-)
+@pytest.mark.parametrize("changes", [dict(), dict(qk_norm=True), dict(use_flash_mla=True), dict(use_flash_mla=True, qk_norm=True, q_lora_rank=384)])
 @pytest.mark.parametrize("window", [0, 256])
-def test_flash_attn_and_sdpa_paths_agree(flash_cls, sdpa_cls, changes, window):
-    """The same weights through flash-attn and through SDPA (flex_attention for the window), bf16."""
+def test_flash_attn_and_sdpa_kernels_agree(changes, window):
+    """The same layer through flash-attn and through SDPA (flex_attention for the window), bf16."""
     import train_gpt2_mod as m
 
     if m.flash_attn_func is None:
         pytest.skip("flash-attn is not installed")
     torch.manual_seed(0)
-    config = dataclasses.replace(MODEL_CONFIGS["d12"], sliding_window=window, **changes)
-    flash = getattr(m, flash_cls)(dataclasses.replace(config, attn_backend="flash_attn"), window).cuda()
-    sdpa = getattr(m, sdpa_cls)(dataclasses.replace(config, attn_backend="sdpa"), window).cuda()
-    sdpa.load_state_dict(flash.state_dict())
+    config = dataclasses.replace(MODEL_CONFIGS["d12"], n_layer=1, sliding_window=window, **changes)
+    model = GPT(config).cuda()
     x = torch.randn(4, 1024, 768, device="cuda")
     results = []
-    for attn in (flash, sdpa):
+    for backend, flash_class in (("flash_attn", True), ("sdpa", False)):
+        attn = model.set_attention_kernels(backend, "cuda", torch.bfloat16).transformer.h[0].attn
+        assert type(attn).__name__.startswith("Flash") == flash_class
+        attn.zero_grad(set_to_none=True)
         xi = x.clone().requires_grad_()
         with torch.autocast("cuda", dtype=torch.bfloat16):
             out = attn(xi)

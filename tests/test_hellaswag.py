@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from conftest import SHORT_TRAIN, read_metrics, run_trainer
-from train_gpt2_mod import UsageError, gpt2_encoding, hellaswag_counts, main, read_hellaswag
+from train_gpt2_mod import RunContext, UsageError, gpt2_encoding, hellaswag_counts, main, read_hellaswag
 
 EXAMPLES = [
     {"ctx": "The chef cracked two eggs into the bowl and", "endings": ["whisked them quickly with a fork.", "flew to the moon.", "sang the national anthem loudly.", "painted the garage door blue."], "label": 0},
@@ -38,9 +38,13 @@ class FavoringModel(nn.Module):
         return logits, None
 
 
+def cpu_context(rank=0, world_size=1):
+    return RunContext(rank, rank, world_size, torch.device("cpu"), torch.float32, nullcontext())
+
+
 def counts(examples, rank=0, world_size=1):
     model = FavoringModel(examples)
-    return hellaswag_counts(model, examples, gpt2_encoding(), rank, world_size, "cpu", nullcontext(), max_len=1024).tolist()
+    return hellaswag_counts(model, examples, gpt2_encoding(), cpu_context(rank, world_size), max_len=1024).tolist()
 
 
 def test_a_model_that_favors_the_right_endings_picks_them():
@@ -50,7 +54,7 @@ def test_a_model_that_favors_the_right_endings_picks_them():
 def test_a_model_that_favors_wrong_endings_misses():
     wrong = [dict(e, label=(e["label"] + 1) % 4) for e in EXAMPLES]
     model = FavoringModel(wrong)  # favors the endings that are not the answers
-    result = hellaswag_counts(model, EXAMPLES, gpt2_encoding(), 0, 1, "cpu", nullcontext(), max_len=1024).tolist()
+    result = hellaswag_counts(model, EXAMPLES, gpt2_encoding(), cpu_context(), max_len=1024).tolist()
     assert result[2] == 5 and result[1] <= 1
 
 
@@ -63,7 +67,7 @@ def test_ranks_split_the_examples_without_overlap():
 def test_long_contexts_are_cropped_from_the_left():
     long_example = dict(EXAMPLES[0], ctx="word " * 3000 + EXAMPLES[0]["ctx"])
     model = FavoringModel([long_example])
-    assert hellaswag_counts(model, [long_example], gpt2_encoding(), 0, 1, "cpu", nullcontext(), max_len=64).tolist() == [1.0, 1.0, 1.0]
+    assert hellaswag_counts(model, [long_example], gpt2_encoding(), cpu_context(), max_len=64).tolist() == [1.0, 1.0, 1.0]
 
 
 def test_bad_files(tmp_path):

@@ -124,17 +124,21 @@ def test_cosine_schedule():
     s = Schedule()
     assert learning_rate_at(0, s) == pytest.approx(0.1)
     assert learning_rate_at(9, s) == pytest.approx(1.0)
-    assert learning_rate_at(99, s) == pytest.approx(0.1)
-    mid = learning_rate_at(54, s)
+    assert 0.1 < learning_rate_at(99, s) < 0.101  # the minimum comes just after the last step
+    assert learning_rate_at(100, s) == pytest.approx(0.1)
+    mid = learning_rate_at(55, s)
     assert 0.5 < mid < 0.6  # halfway through the cosine: (1 + 0.1) / 2
     assert all(learning_rate_at(i, s) >= learning_rate_at(i + 1, s) for i in range(10, 99))
+    # with the default decay to 0, the last trained step still learns (llm.c's schedule)
+    assert learning_rate_at(99, Schedule(learning_rate_decay_frac=0.0)) > 0
 
 
 def test_trapezoidal_schedule():
     s = Schedule(warmdown_iters=20, learning_rate_decay_frac=0.0)
-    assert learning_rate_at(10, s) == learning_rate_at(79, s) == 1.0
-    assert learning_rate_at(89, s) == pytest.approx(0.5)
-    assert learning_rate_at(99, s) == pytest.approx(0.0)
+    assert learning_rate_at(10, s) == learning_rate_at(80, s) == 1.0
+    assert learning_rate_at(90, s) == pytest.approx(0.5)
+    assert learning_rate_at(99, s) == pytest.approx(0.05)  # positive on the last trained step
+    assert learning_rate_at(100, s) == pytest.approx(0.0)
 
 
 def test_mfu_peak_by_device_name():

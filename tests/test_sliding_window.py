@@ -9,9 +9,8 @@ from train_gpt2_mod import (
     MODEL_CONFIGS,
     CausalSelfAttention,
     GPTConfig,
-    SlidingWindowAttention,
+    MaskedSDPA,
     UsageError,
-    causal_attention,
     main,
 )
 
@@ -21,7 +20,7 @@ TINY = dict(n_layer=2, n_head=4, n_embd=64, block_size=64)
 def pair(window, **changes):
     """A sliding-window attention and a causal one with the same weights."""
     torch.manual_seed(0)
-    local = SlidingWindowAttention(GPTConfig(**(TINY | dict(sliding_window=window) | changes)))
+    local = CausalSelfAttention(GPTConfig(**(TINY | changes)), window)
     full = CausalSelfAttention(GPTConfig(**(TINY | changes)))
     full.load_state_dict(local.state_dict())
     return local, full
@@ -51,7 +50,7 @@ def test_window_covering_the_sequence_is_causal_attention(window):
 
 def test_window_of_one_attends_to_itself_only():
     q, k, v = (torch.randn(2, 10, 3, 16) for _ in range(3))
-    assert torch.allclose(causal_attention(q, k, v, window=1), v, atol=1e-6)
+    assert torch.allclose(MaskedSDPA(1)(q, k, v), v, atol=1e-6)
 
 
 def test_window_smaller_than_sequence_differs_from_causal():
@@ -79,7 +78,7 @@ def test_d12_sliding_window_layers():
 def test_every_layer_local_without_global_attn_every():
     with torch.device("meta"):
         model = GPT(GPTConfig(**(TINY | dict(sliding_window=16))))
-    assert all(isinstance(b.attn, SlidingWindowAttention) for b in model.transformer.h)
+    assert all(b.attn.window == 16 for b in model.transformer.h)
 
 
 def test_bad_window_config():

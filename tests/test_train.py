@@ -124,3 +124,25 @@ def test_overwrite_clears_the_old_runs_checkpoints(tmp_path):
     main([*SHORT, "--num_iterations", "2", "--output_dir", str(tmp_path), "--overwrite", "1"])
     assert sorted(p.name for p in tmp_path.glob("ckpt_*.pt")) == ["ckpt_000002.pt"]  # "latest" is this run's
     assert max(losses(read_metrics(tmp_path))) == 2
+
+
+def test_validation_scores_exactly_val_tokens(tmp_path):
+    main([*TINY, "--warmup_iters", "1", "--num_iterations", "1", "--val_tokens", "4096", "--output_dir", str(tmp_path)])
+    assert {r["val_tokens"] for r in read_metrics(tmp_path) if "val_tokens" in r} == {4096}  # not 4096 - 64
+
+
+def test_resuming_a_finished_run_keeps_its_summary(tmp_path):
+    import json
+
+    flags = [*SHORT, "--num_iterations", "2", "--output_dir", str(tmp_path)]
+    main(flags)
+    summary = json.loads((tmp_path / "run.json").read_text())["summary"]
+    main([*flags, "--resume_from", "latest"])  # nothing left to train: it validates and ends
+    assert json.loads((tmp_path / "run.json").read_text())["summary"] == summary
+
+
+def test_train_runs_on_parsed_arguments_alone(tmp_path):
+    from train_gpt2_mod import build_parser, train
+
+    train(build_parser().parse_args([*SHORT, "--num_iterations", "2", "--output_dir", str(tmp_path)]))
+    assert sorted(losses(read_metrics(tmp_path))) == [1, 2]

@@ -1,7 +1,7 @@
 """
 Attention kernels, forward and forward+backward, per backend, at the d12 shapes of MHA (head dims
-64/64) and MLA (q/k 96, v 64): SDPA with each of its backends, and flash-attn (FA2, with V padded
-for MLA; FA3 when installed on Hopper). Median of CUDA-event timings after warm-up, bf16, causal.
+64/64) and MLA (q/k 96, v 64): SDPA with each of its backends, and the trainer's flash-attn kernels (FA2, with V padded
+for MLA; FA3 where installed on Hopper and it takes the head dims). Median of CUDA-event timings after warm-up, bf16, causal.
 
     python tools/bench_attention.py                       # B=16, T=1024, 12 heads
     python tools/bench_attention.py --batch 8 --seq_len 2048
@@ -29,10 +29,6 @@ def sdpa(backend):
     return run
 
 
-def flash(version):
-    return lambda q, k, v: m.flash_attention(q, k, v, 0, version)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=16)
@@ -47,10 +43,7 @@ def main():
         "SDPA flash": sdpa(SDPBackend.FLASH_ATTENTION),
         "SDPA mem-efficient": sdpa(SDPBackend.EFFICIENT_ATTENTION),
     }
-    if m.flash_attn_func is not None:
-        kernels["flash-attn 2"] = flash("flash-attn 2")
-    if m.flash_attn3_func is not None:
-        kernels["flash-attn 3"] = flash("flash-attn 3")
+    flash_kernels = [m.FlashAttention3, m.FlashAttention2]  # the kernel layer's own, as the trainer runs them
     B, T, H = args.batch, args.seq_len, args.heads
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, bf16, causal, B={B}, T={T}, H={H}, {datetime.date.today()}\n")
     print("| head dims (q/k, v) | kernel | fwd ms | fwd+bwd ms |\n| --- | --- | --- | --- |")
@@ -58,9 +51,9 @@ def main():
         q, k = (torch.randn(B, T, H, qk_dim, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
         v = torch.randn(B, T, H, v_dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
         grad = torch.randn(B, T, H, v_dim, device="cuda", dtype=torch.bfloat16)
-        for name, kernel in kernels.items():
-            if name == "flash-attn 3" and not m.fa3_supports(qk_dim, v_dim):
-                continue
+        needs = m.KernelNeeds(0, qk_dim, v_dim, "cuda", torch.cuda.get_device_capability(), torch.bfloat16)
+        runnable = {kernel.name: kernel(0) for kernel in flash_kernels if kernel.unavailable(needs) is None}
+        for name, kernel in (kernels | runnable).items():
             try:
                 with torch.no_grad():
                     fwd = median_ms(lambda: kernel(q, k, v), reps=50)

@@ -61,13 +61,10 @@ def main():
         loader = m.DistributedTokenLoader(m.find_shards(targs.input_bin, "--input_bin"), B, T, 0, 1)
     except m.UsageError as e:
         sys.exit(f"error: {e}")
-    device = torch.device("cuda")
-    dtype, autocast = m.precision(targs.dtype, "cuda")
-    torch.manual_seed(targs.seed)
-    raw_model = m.GPT(config).to(device)
+    ctx = m.setup_context(targs)
+    raw_model, optimizer = m.build_model(targs, ctx, config)  # the trainer's own, seeded, with its kernels
     model = m.compile_model(raw_model, targs.recompute) if targs.compile else raw_model
-    optimizer = m.make_optimizer(raw_model, targs.learning_rate, targs.weight_decay, "cuda")
-    print(m.describe_attention(raw_model, T, True, dtype))
+    print(m.describe_attention(raw_model))
 
     def run_steps(n):
         """n training steps, each step's loss read after the next one is launched, as the trainer
@@ -75,7 +72,7 @@ def main():
         torch.cuda.synchronize()
         t0, previous = time.perf_counter(), None
         for _ in range(n):
-            loss, _ = m.train_step(model, raw_model, optimizer, loader, grad_accum, targs.grad_clip, 1, device, autocast)
+            loss, _ = m.train_step(model, raw_model, optimizer, loader, grad_accum, targs.grad_clip, ctx)
             if previous is not None:
                 previous.tolist()
             previous = m.HostCopy(loss)
@@ -85,8 +82,8 @@ def main():
     run_steps(args.warmup)
     # memory: what the forward pass keeps for backward, and the step's peak
     at_rest = torch.cuda.memory_allocated()
-    x, y = (t.to(device) for t in loader.next_batch())
-    with autocast:
+    x, y = (t.to(ctx.device) for t in loader.next_batch())
+    with ctx.autocast:
         _, loss = model(x, y, return_logits=False)
     held = torch.cuda.memory_allocated() - at_rest
     loss.backward()

@@ -41,45 +41,33 @@ def time_and_peak(fn, reps):
 
 
 class Variant:
-    """One way of running attention: a window (0 = causal) and whether flash-attn may be used;
-    without it, causal runs on SDPA and a window on the flex_attention fallback."""
+    """One way of running attention: a window (0 = causal) and the --attn_backend that picks its
+    kernel (flash_attn: flash-attn; sdpa: SDPA for causal, flex_attention for the window)."""
 
-    def __init__(self, name, window, use_flash):
-        self.name, self.window, self.use_flash = name, window, use_flash
+    def __init__(self, name, window, backend):
+        self.name, self.window, self.backend = name, window, backend
 
-    def __enter__(self):
-        self.saved = m.flash_attn_func
-        if not self.use_flash:
-            m.flash_attn_func = None
-        return self
-
-    def __exit__(self, *exc):
-        m.flash_attn_func = self.saved
-
-
-def flash_causal(q, k, v, window=0):
-    """Causal attention on flash-attn (the model's causal path is SDPA; this is the like-for-like kernel)."""
-    return m.flash_attn_func(q, k, v, causal=True)
+    def kernel(self):
+        needs = m.KernelNeeds(self.window, 64, 64, "cuda", torch.cuda.get_device_capability(), torch.bfloat16)
+        return m.choose_kernel(self.backend, needs)
 
 
 def layer_row(variant, T, B, reps):
     q, k, v = (torch.randn(B, T, 12, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
     grad = torch.randn_like(q)
-    kernel = flash_causal if variant.name == "causal, flash-attn" else m.causal_attention
+    kernel = variant.kernel()
 
     def step():
-        out = kernel(q, k, v, variant.window)
+        out = kernel(q, k, v)
         out.backward(grad)
         q.grad = k.grad = v.grad = None
 
-    with variant:
-        return time_and_peak(step, reps)
+    return time_and_peak(step, reps)
 
 
 def model_row(variant, T, B, reps):
-    if variant.name == "causal, flash-attn":
-        return None  # the model's causal path is SDPA; the per-layer table has this kernel
-    model = m.GPT(m.GPTConfig(block_size=T, sliding_window=variant.window)).cuda()
+    config = m.GPTConfig(block_size=T, sliding_window=variant.window)
+    model = m.GPT(config).cuda().set_attention_kernels(variant.backend, "cuda", torch.bfloat16)
     x = torch.randint(0, m.GPT2_VOCAB_SIZE, (B, T), device="cuda")
 
     def step():
@@ -88,8 +76,7 @@ def model_row(variant, T, B, reps):
         loss.backward()
         model.zero_grad(set_to_none=True)
 
-    with variant:
-        result = time_and_peak(step, reps)
+    result = time_and_peak(step, reps)
     del model
     torch.cuda.empty_cache()
     return result
@@ -105,21 +92,17 @@ def main():
     args = p.parse_args()
     if not torch.cuda.is_available():
         sys.exit("error: this measures GPU memory and time; it needs a CUDA GPU")
-    variants = [Variant("causal, SDPA", 0, False), Variant(f"window {args.window}, flash-attn", args.window, True), Variant(f"window {args.window}, flex_attention", args.window, False)]
+    variants = [Variant("causal, SDPA", 0, "sdpa"), Variant(f"window {args.window}, flex_attention", args.window, "sdpa")]
     if m.flash_attn_func is None:
         print("flash-attn is not installed: measuring only causal SDPA and the flex_attention fallback", file=sys.stderr)
-        variants = [variants[0], variants[2]]
     else:
-        variants.insert(1, Variant("causal, flash-attn", 0, True))
+        variants[1:1] = [Variant("causal, flash-attn", 0, "flash_attn"), Variant(f"window {args.window}, flash-attn", args.window, "flash_attn")]
     rows = []
     for scope, measure in (("layer", layer_row), ("model", model_row)):
         for T in args.seq_lens:
             B = max(1, args.tokens // T)
             for variant in variants:
-                result = measure(variant, T, B, args.reps)
-                if result is None:
-                    continue
-                ms, peak = result
+                ms, peak = measure(variant, T, B, args.reps)
                 rows.append({"scope": scope, "T": T, "B": B, "variant": variant.name, "fwd_bwd_ms": ms, "peak_extra_mib": peak / 2**20})
                 print(f"{scope} T={T} B={B} {variant.name}: {ms:.3f} ms, peak extra {peak / 2**20:.1f} MiB", file=sys.stderr, flush=True)
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, bf16, W={args.window}, B*T={args.tokens}, {datetime.date.today()}\n")
