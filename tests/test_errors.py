@@ -35,7 +35,7 @@ def test_a_read_only_output_dir(tmp_path):
         proc = run_trainer(*TINY, "--output_dir", str(ro / "run"), check=False)
         assert_one_line_error(proc, "Read-only file system")
     finally:
-        subprocess.run(["umount", str(ro)])
+        subprocess.run(["umount", "--lazy", str(ro)])
 
 
 def test_token_ids_beyond_the_vocabulary_name_the_shard(tmp_path):

@@ -90,7 +90,7 @@ def small_disk(tmp_path):
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here")
     yield mount
-    subprocess.run(["umount", str(mount)])
+    subprocess.run(["umount", "--lazy", str(mount)])  # lazy: a file a failed test left open does not keep it mounted
 
 
 def test_a_full_disk_stops_with_one_line_and_no_partial_file(small_disk):
@@ -104,13 +104,15 @@ def test_a_full_disk_stops_with_one_line_and_no_partial_file(small_disk):
 
 def test_a_metrics_append_that_fills_the_disk_is_cut_back(small_disk):
     log = MetricsLog(small_disk / "metrics.jsonl")
-    log.write({"step": 0, "val_loss": 1.0})
-    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
-    (small_disk / "filler").write_bytes(b"x" * (free - 10))
-    with pytest.raises(TrainingStopped, match="No space left on device"):
-        for step in range(1, 1000):
-            log.write({"step": step, "train_loss": 1.0, "note": "y" * 200})
-    log.close()
+    try:
+        log.write({"step": 0, "val_loss": 1.0})
+        free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+        (small_disk / "filler").write_bytes(b"x" * (free - 10))
+        with pytest.raises(TrainingStopped, match="No space left on device"):
+            for step in range(1, 1000):
+                log.write({"step": step, "train_loss": 1.0, "note": "y" * 200})
+    finally:
+        log.close()
     lines = (small_disk / "metrics.jsonl").read_text().splitlines()
     assert [strict_json(line)["step"] for line in lines] == list(range(len(lines)))  # whole lines only
 
