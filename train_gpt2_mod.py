@@ -4,8 +4,9 @@ GPT-2 pretraining in one file, for comparing architecture choices at GPT-2 scale
 Read top to bottom: config, layers, attention kernels, attention, model, data, optimizer and
 schedule, checkpointing, training loop, command line. The attention classes hold the math; the
 kernel each layer runs is chosen once, when the model is placed on its device: a new kernel is one
-AttentionKernel subclass plus its entry in the table KERNEL_CHOICES. Launch with torchrun on 1 to 8 GPUs per node
-(or plain python on a CPU):
+AttentionKernel subclass plus its entry in the table KERNEL_CHOICES.
+
+Launch with torchrun on 1 to 8 GPUs per node (or plain python on a CPU):
 
     torchrun --standalone --nproc_per_node=8 train_gpt2_mod.py --model d12 \
         --input_bin "data/fineweb10B/fineweb_train_*.bin" \
