@@ -97,7 +97,7 @@ def atomic_write(path, mode="wb"):
         tmp.unlink(missing_ok=True)
         os_error = os_error_in(e)
         if os_error is not None and os_error.errno == errno.ENOSPC:
-            raise TrainingStopped(f"no space left on the device writing {path} (the partial file was removed): free some space, then go on") from e
+            raise TrainingStopped(f"no space left on the device writing {path} (the partial file was removed): free some space") from e
         raise
 
 
@@ -268,12 +268,18 @@ class AttentionKernel:
         """Why this kernel cannot serve the layer here, or None where it can."""
         return None
 
+    def flash_window_size(self):
+        """The window as flash-attn takes it: (keys before the query, keys after); -1 is unbounded."""
+        return (self.window - 1, 0) if self.window else (-1, -1)
+
     def __call__(self, q, k, v):
         raise NotImplementedError
 
 
-def sdpa_causal(q, k, v):
-    y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+def sdpa(q, k, v, mask=None):
+    """F.scaled_dot_product_attention on (B, T, H, D) tensors: causal, or under a boolean (queries,
+    keys) mask."""
+    y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, is_causal=mask is None)
     return y.transpose(1, 2)
 
 
@@ -287,7 +293,7 @@ class SDPA(AttentionKernel):
         return "SDPA has no sliding window" if needs.window else None
 
     def __call__(self, q, k, v):
-        return sdpa_causal(q, k, v)
+        return sdpa(q, k, v)
 
 
 class WindowKernel(AttentionKernel):
@@ -298,7 +304,7 @@ class WindowKernel(AttentionKernel):
         return None if needs.window else "for sliding windows only"
 
     def __call__(self, q, k, v):
-        return sdpa_causal(q, k, v) if self.window >= q.size(1) else self.windowed(q, k, v)
+        return sdpa(q, k, v) if self.window >= q.size(1) else self.windowed(q, k, v)
 
 
 _block_masks = {}
@@ -342,16 +348,10 @@ def window_mask(q_positions, k_positions, window):
     return (distance >= 0) & (distance < window) if window else distance >= 0
 
 
-def masked_attention(q, k, v, mask):
-    """SDPA with an explicit boolean mask: (B, t, H, D) queries over (B, S, H, D) keys."""
-    y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
-    return y.transpose(1, 2)
-
-
 def decode_attention(q, k, v, pos, window):
     """New queries at positions pos, pos + 1, ... over every cached key (KV-cache decoding, any kernel)."""
     S, t = k.size(1), q.size(1)
-    return masked_attention(q, k, v, window_mask(torch.arange(pos, pos + t, device=q.device), torch.arange(S, device=q.device), window))
+    return sdpa(q, k, v, window_mask(torch.arange(pos, pos + t, device=q.device), torch.arange(S, device=q.device), window))
 
 
 class MaskedSDPA(WindowKernel):
@@ -368,7 +368,7 @@ class MaskedSDPA(WindowKernel):
         if key not in self.masks:
             pos = torch.arange(q.size(1), device=q.device)
             self.masks[key] = window_mask(pos, pos, self.window)
-        return masked_attention(q, k, v, self.masks[key])
+        return sdpa(q, k, v, self.masks[key])
 
 
 def flash_attn_unavailable(needs):
@@ -406,8 +406,7 @@ class FlashAttention2(AttentionKernel):
             q, k = F.pad(q, (0, v_dim - qk_dim)), F.pad(k, (0, v_dim - qk_dim))
         elif v_dim < qk_dim:
             v = F.pad(v, (0, qk_dim - v_dim))
-        window_size = (self.window - 1, 0) if self.window else (-1, -1)
-        out = flash_attn_func(q, k, v, softmax_scale=qk_dim**-0.5, causal=True, window_size=window_size)
+        out = flash_attn_func(q, k, v, softmax_scale=qk_dim**-0.5, causal=True, window_size=self.flash_window_size())
         return out[..., :v_dim] if out.size(-1) != v_dim else out
 
 
@@ -429,8 +428,7 @@ class FlashAttention3(AttentionKernel):
         return flash_placement_unavailable(needs)
 
     def __call__(self, q, k, v):
-        window_size = (self.window - 1, 0) if self.window else (-1, -1)
-        out = flash_attn3_func(q, k, v, causal=True, window_size=window_size)
+        out = flash_attn3_func(q, k, v, causal=True, window_size=self.flash_window_size())
         return out[0] if isinstance(out, tuple) else out  # older FA3 releases also return the LSE
 
 
@@ -872,9 +870,12 @@ def shard_token_count(path):
     return int(ntok)
 
 
-def read_shard(path, vocab_size=None):
-    """A shard's tokens (memory-mapped); with vocab_size, checked to be valid token ids for the model."""
-    tokens = np.memmap(path, dtype=np.uint16, mode="r", offset=SHARD_HEADER_BYTES, shape=(shard_token_count(path),))
+def read_shard(path):
+    return np.memmap(path, dtype=np.uint16, mode="r", offset=SHARD_HEADER_BYTES, shape=(shard_token_count(path),))
+
+
+def check_token_ids(tokens, path, vocab_size):
+    """tokens (read from path), if they are all ids the model's embedding has."""
     if vocab_size is not None and tokens.size and int(tokens.max()) >= vocab_size:
         raise UsageError(f"{path} holds token id {int(tokens.max())}, beyond the model's vocab_size {vocab_size}: it was not made with GPT-2's tokenizer")
     return tokens
@@ -899,18 +900,20 @@ class DistributedTokenLoader:
     def __init__(self, files, B, T, rank, world_size, vocab_size=None):
         self.B, self.T, self.rank, self.world_size, self.vocab_size = B, T, rank, world_size, vocab_size
         self.step_tokens = B * T * world_size
-        self.files = [path for path in files if shard_token_count(path) >= self.step_tokens + 1]
+        counts = {path: shard_token_count(path) for path in files}
+        self.files = [path for path in files if counts[path] >= self.step_tokens + 1]
         need = f"batch_size * sequence_length * world_size + 1 = {self.step_tokens + 1}"
         if not self.files:
             raise UsageError(f"no shard is long enough: each of the {len(files)} has fewer than one step needs ({need}): lower --batch_size or --sequence_length")
         if rank == 0:
-            for path in sorted(set(files) - set(self.files)):
-                print(f"note: skipping {path}: {shard_token_count(path)} tokens, fewer than one step needs ({need})")
+            for path in files:
+                if path not in self.files:
+                    print(f"note: skipping {path}: {counts[path]} tokens, fewer than one step needs ({need})")
         self.open(0, 0)
 
     def open(self, shard, position):
         self.shard, self.position = shard % len(self.files), position
-        self.tokens = read_shard(self.files[self.shard], self.vocab_size)
+        self.tokens = check_token_ids(read_shard(self.files[self.shard]), self.files[self.shard], self.vocab_size)
 
     def state_dict(self):
         return {"shard": self.shard, "position": self.position}
@@ -939,7 +942,7 @@ def read_val_tokens(files, max_tokens, vocab_size=None):
     """The first max_tokens tokens of the val shards, concatenated (or all of them, if fewer)."""
     parts, total = [], 0
     for path in files:
-        part = read_shard(path, vocab_size)[: max_tokens - total]
+        part = check_token_ids(read_shard(path)[: max_tokens - total], path, vocab_size)  # only what is scored
         parts.append(np.asarray(part))
         total += part.size
         if total >= max_tokens:
@@ -1203,18 +1206,18 @@ def json_line(record):
 
 
 def read_metrics_lines(path):
-    """The lines of a metrics.jsonl; a torn last line (the disk filled up, the machine died
-    mid-write) is dropped with a warning, a damaged line elsewhere is an error."""
+    """(line, record) for each line of a metrics.jsonl; a torn last line (the disk filled up, the
+    machine died mid-write) is dropped with a warning, a damaged line elsewhere is an error."""
     lines = [line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+    parsed = []
     for n, line in enumerate(lines, 1):
         try:
-            json.loads(line)
+            parsed.append((line, json.loads(line)))
         except json.JSONDecodeError:
             if n < len(lines):
                 raise UsageError(f"{path}:{n} is not a JSON record: repair or remove that line, then resume") from None
             print(f"warning: {path}: dropping a torn last line ({line[:40]!r}...)", file=sys.stderr)
-            return lines[:-1]
-    return lines
+    return parsed
 
 
 class MetricsLog:
@@ -1233,7 +1236,7 @@ class MetricsLog:
             def logged_before_checkpoint(record):
                 return record["step"] < keep_before_step or ("train_loss" in record and record["step"] == keep_before_step)
 
-            kept = [line for line in read_metrics_lines(self.path) if logged_before_checkpoint(json.loads(line))]
+            kept = [line for line, record in read_metrics_lines(self.path) if logged_before_checkpoint(record)]
         with atomic_write(self.path, "w") as f:
             f.write("".join(line + "\n" for line in kept))
         # unbuffered: a failed append can be cut back, with no buffer left to write it again later
@@ -1248,7 +1251,7 @@ class MetricsLog:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         except OSError as e:
             os.ftruncate(self.fd, start)
-            raise TrainingStopped(f"cannot append to {self.path}: {e.strerror}; free some space, then resume") from e
+            raise TrainingStopped(f"cannot append to {self.path}: {e.strerror}") from e
 
     def close(self):
         os.close(self.fd)
@@ -1608,9 +1611,9 @@ class TrainingRun:
         """Rank 0: the output dir made ready for this run (old checkpoints cleared under --overwrite,
         a branch's later ones set aside), metrics.jsonl, W&B, and the startup lines."""
         args, config, out = self.args, self.config, Path(self.args.output_dir)
-        if checkpoint is None and list_checkpoints(out):
+        old = list_checkpoints(out) if checkpoint is None else []
+        if old:
             # --overwrite 1: the old run's checkpoints must not be taken for this run's by --resume_from latest
-            old = list_checkpoints(out)
             print(f"--overwrite 1: removing {len(old)} checkpoints of the previous run in {out}")
             for path in old:
                 path.unlink()

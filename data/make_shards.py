@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from train_gpt2_mod import GPT2_EOT, gpt2_encoding, shard_token_count, write_shard  # noqa: E402
+from train_gpt2_mod import GPT2_EOT, UsageError, gpt2_encoding, shard_token_count, write_shard  # noqa: E402
 
 try:
     from tqdm import tqdm
@@ -213,9 +213,9 @@ def main():
         if old and not args.overwrite:
             raise InputError(f"{args.out_dir} already holds {len(old)} shards named {args.name}_*: replace them with --overwrite 1, or choose another --name or --out_dir")
         make_shards(args, train_files, val_files)
-    except InputError as e:
+    except (InputError, UsageError) as e:  # UsageError: write_shard on a full disk
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
         print("interrupted: no shard was changed", file=sys.stderr)
         sys.exit(130)

@@ -86,7 +86,7 @@ def test_a_new_kernel_is_one_class_and_one_entry(tmp_path, monkeypatch, capsys):
 
         def __call__(self, q, k, v):
             calls.append(q.shape)
-            return m.sdpa_causal(q, k, v)
+            return m.sdpa(q, k, v)
 
     monkeypatch.setitem(m.KERNEL_CHOICES, "dummy", {"causal": (Dummy,), "window": (m.MaskedSDPA,)})
     m.main([*SHORT_TRAIN, "--attn_backend", "dummy", "--num_iterations", "2", "--output_dir", str(tmp_path)])
