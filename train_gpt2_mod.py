@@ -674,20 +674,15 @@ def chunk_loss(x, weight, targets):
 
 
 def chunk_gradients(x, weight, targets, count):
-    """For one chunk of rows: its summed loss, and the gradients of the mean loss (over count scored
-    rows in all) with respect to its rows and to the weight, taken while its logits are at hand."""
+    """For one chunk of rows: its summed loss, the gradient of the mean loss (over count scored rows
+    in all) with respect to its logits, and with respect to its rows, taken while its logits are
+    at hand."""
     logits, lse, scored, safe_targets, chunk_sum = chunk_loss(x, weight, targets)
     # d(mean loss)/d(logits) = (softmax - one_hot(target)) / count on scored rows, as one
     # elementwise expression (an in-place scatter would cost compiled code another pass)
     one_hot = torch.arange(weight.size(0), device=x.device)[None, :] == safe_targets[:, None]
     grad = (((logits - lse[:, None]).exp() - one_hot.float()) * (scored / count)[:, None]).to(x.dtype)
-    return chunk_sum, grad @ weight, grad.t() @ x
-
-
-def join_chunks(sums, grad_x, grad_w, x_dtype, w_dtype):
-    """The chunks' summed loss, the rows' gradients in x's dtype, and the weight's gradient summed
-    in fp32 and given in its dtype."""
-    return sum(sums), torch.cat(grad_x).to(x_dtype), sum(g.float() for g in grad_w).to(w_dtype)
+    return chunk_sum, grad, grad @ weight
 
 
 class PrecomputedGradients(torch.autograd.Function):
@@ -707,8 +702,8 @@ class PrecomputedGradients(torch.autograd.Function):
 
 # Under torch.compile the chunks must stay out of the model's graph: inside it, inductor computes
 # every chunk's logits before consuming any (d12 at 32 x 1024: all 3.1 GiB of them live at once).
-# recursive=False leaves the functions called here to torch.compile, so each chunk's step and the
-# final join still compile, as graphs of their own that run one after another.
+# recursive=False leaves the functions called here to torch.compile, so each chunk's step still
+# compiles, as a graph of its own; the chunks run one after another.
 @torch.compiler.disable(recursive=False)
 def chunked_cross_entropy(x, weight, targets):
     """Mean cross-entropy of the logits x @ weight.T (x: (N, C), targets: (N,)), computed
@@ -723,15 +718,16 @@ def chunked_cross_entropy(x, weight, targets):
         count = (targets != IGNORE_INDEX).sum()
         if not needs_grad:
             return sum(chunk_loss(xc, w, tc)[-1] for xc, tc in loss_chunks(x, targets, dtype)) / count
-        # each chunk's weight gradient is kept to the join, which sums them in one fused pass: an
-        # fp32 buffer added to chunk by chunk would hold less but move more (docs/PERFORMANCE.md)
-        sums, grad_x, grad_w = [], [], []
+        # the weight's gradient is summed in one buffer of the compute dtype, in the epilogue of
+        # each chunk's matmul (addmm_): no buffer per chunk, no extra pass (docs/PERFORMANCE.md)
+        sums, grad_x, grad_w = [], [], torch.zeros_like(w)
         for xc, tc in loss_chunks(x, targets, dtype):
-            chunk_sum, chunk_grad_x, chunk_grad_w = chunk_gradients(xc, w, tc, count)
+            chunk_sum, grad_logits, chunk_grad_x = chunk_gradients(xc, w, tc, count)
             sums.append(chunk_sum)
             grad_x.append(chunk_grad_x)
-            grad_w.append(chunk_grad_w)
-        loss_sum, grad_x, grad_w = join_chunks(sums, grad_x, grad_w, x.dtype, weight.dtype)
+            grad_w.addmm_(grad_logits.t(), xc)
+            del grad_logits  # freed before the next chunk's logits exist
+        loss_sum, grad_x, grad_w = sum(sums), torch.cat(grad_x).to(x.dtype), grad_w.to(weight.dtype)
     return PrecomputedGradients.apply(x, weight, loss_sum, count, grad_x, grad_w)
 
 
