@@ -4,7 +4,9 @@ GPT-2 pretraining in one file, for comparing architecture choices at GPT-2 scale
 Read top to bottom: config, layers, attention kernels, attention, model, data, optimizer and
 schedule, checkpointing, training loop, command line. The attention classes hold the math; the
 kernel each layer runs is chosen once, when the model is placed on its device: a new kernel is one
-AttentionKernel subclass plus its entry in the table KERNEL_CHOICES.
+AttentionKernel subclass plus its entry in the table KERNEL_CHOICES (for the MLP and the loss, one
+class plus its entry in FUSED_CHOICES). Hopper's fast kernels (FlashAttention-4, quack) are optional:
+pip install -r requirements-hopper.txt.
 
 Launch with torchrun on 1 to 8 GPUs per node (or plain python on a CPU):
 
@@ -53,6 +55,15 @@ try:  # optional: FlashAttention-3 for Hopper (flash-attn's hopper/ build)
     from flash_attn_interface import flash_attn_func as flash_attn3_func
 except ImportError:
     flash_attn3_func = None
+try:  # optional, Hopper and newer: FlashAttention-4 (pip install -r requirements-hopper.txt)
+    from flash_attn.cute import interface as flash_attn4
+except ImportError:
+    flash_attn4 = None
+try:  # optional, Hopper and newer: quack's fused linear cross-entropy and MLP (the same file)
+    from quack.linear_cross_entropy import chunked_linear_cross_entropy as quack_linear_cross_entropy
+    from quack.mlp import mlp_func as quack_mlp
+except ImportError:
+    quack_linear_cross_entropy = quack_mlp = None
 
 REPO_DIR = Path(__file__).resolve().parent
 GPT2_VOCAB_SIZE = 50257  # real GPT-2 vocabulary; the model pads it to a multiple of 64
@@ -237,8 +248,9 @@ def is_sliding_window_layer(config, layer_idx):
 #
 # The attention classes below hold the math; the kernel that computes softmax(q k^T / sqrt(D_qk)) v,
 # causal and optionally windowed, is an AttentionKernel chosen once per layer when the model is
-# placed on its device and dtype (GPT.set_attention_kernels), from the table KERNEL_CHOICES. A new
-# kernel is one AttentionKernel subclass plus its entry in that table.
+# placed on its device and dtype (GPT.set_kernels), from the table KERNEL_CHOICES. A new
+# kernel is one AttentionKernel subclass plus its entry in that table. The MLP and the loss choose
+# theirs the same way, from FUSED_CHOICES.
 
 
 @dataclass(frozen=True)
@@ -432,13 +444,81 @@ class FlashAttention3(AttentionKernel):
         return out[0] if isinstance(out, tuple) else out  # older FA3 releases also return the LSE
 
 
+def flash_attn4_window(window):
+    """FlashAttention-4's (window_size_left, window_size_right): None is unbounded."""
+    return (window - 1, 0) if window else (None, None)
+
+
+# FlashAttention-4's own entry is an autograd.Function, which torch.compile cannot trace through: as
+# custom ops with fake implementations (shapes only) the compiled model keeps one graph.
+@torch.library.custom_op("train_gpt2_mod::flash_attn4_forward", mutates_args=(), device_types="cuda")
+def flash_attn4_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    left, right = flash_attn4_window(window)
+    out, lse, *_ = flash_attn4._flash_attn_fwd(q, k, v, softmax_scale=q.size(-1) ** -0.5, causal=True, window_size_left=left, window_size_right=right, return_lse=True)
+    return out, lse
+
+
+@flash_attn4_forward.register_fake
+def _(q, k, v, window):
+    B, T, H, _ = q.shape
+    return q.new_empty(B, T, H, v.size(-1)), q.new_empty(B, H, T, dtype=torch.float32)
+
+
+@torch.library.custom_op("train_gpt2_mod::flash_attn4_backward", mutates_args=(), device_types="cuda")
+def flash_attn4_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    left, right = flash_attn4_window(window)
+    dq, dk, dv = flash_attn4._flash_attn_bwd(q, k, v, out, grad_out, lse, softmax_scale=q.size(-1) ** -0.5, causal=True, window_size_left=left, window_size_right=right)
+    return dq, dk, dv
+
+
+@flash_attn4_backward.register_fake
+def _(grad_out, q, k, v, out, lse, window):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def flash_attn4_save(ctx, inputs, output):
+    q, k, v, ctx.window = inputs
+    ctx.save_for_backward(q, k, v, *output)
+
+
+def flash_attn4_grads(ctx, grad_out, grad_lse):
+    q, k, v, out, lse = ctx.saved_tensors
+    return *torch.ops.train_gpt2_mod.flash_attn4_backward(grad_out.contiguous(), q, k, v, out, lse, ctx.window), None
+
+
+flash_attn4_forward.register_autograd(flash_attn4_grads, setup_context=flash_attn4_save)
+
+
+class FlashAttention4(AttentionKernel):
+    """FlashAttention-4 (flash-attn-4's CuTe kernels) for Hopper and Blackwell: any q/k and v head
+    dims up to 256 (multiples of 8), windows included, without padding."""
+
+    name = "flash-attn 4"
+    flash_attention = True
+
+    @staticmethod
+    def unavailable(needs):
+        if flash_attn4 is None:
+            return "flash-attn 4 is not installed (pip install -r requirements-hopper.txt)"
+        reason = flash_placement_unavailable(needs)
+        if reason is None and needs.capability[:1] not in ((9,), (10,)):
+            reason = "flash-attn 4 is for Hopper and Blackwell GPUs (sm90, sm100)"
+        if reason is None and (needs.qk_dim % 8 or needs.v_dim % 8):
+            reason = f"flash-attn 4 needs head dims that are multiples of 8, not {needs.qk_dim}/{needs.v_dim}"
+        return reason
+
+    def __call__(self, q, k, v):
+        return torch.ops.train_gpt2_mod.flash_attn4_forward(q, k, v, self.window)[0]
+
+
 # The kernels each --attn_backend may run, for full causal layers and for sliding-window layers, in
 # order of preference: the first that can run here serves the layer. "auto" lists the fastest
-# measured first (tools/bench_attention.py: on Hopper, cuDNN's SDPA beat flash-attn 2 at the MHA
-# and MLA head dims; SDPA has no window); "flash_attn" is FlashAttention or an error at startup.
+# measured first (tools/bench_attention.py and docs/PERFORMANCE.md: on Hopper FlashAttention-4 beat
+# cuDNN's SDPA, which beat flash-attn 2; SDPA has no window); "flash_attn" is FlashAttention or an
+# error at startup.
 KERNEL_CHOICES = {
-    "auto": {"causal": (SDPA,), "window": (FlashAttention3, FlashAttention2, FlexAttention, MaskedSDPA)},
-    "flash_attn": {"causal": (FlashAttention3, FlashAttention2), "window": (FlashAttention3, FlashAttention2)},
+    "auto": {"causal": (FlashAttention4, SDPA), "window": (FlashAttention4, FlashAttention3, FlashAttention2, FlexAttention, MaskedSDPA)},
+    "flash_attn": {"causal": (FlashAttention4, FlashAttention3, FlashAttention2), "window": (FlashAttention4, FlashAttention3, FlashAttention2)},
     "sdpa": {"causal": (SDPA,), "window": (FlexAttention, MaskedSDPA)},
 }
 
@@ -456,7 +536,7 @@ def choose_kernel(backend, needs):
 
 
 def portable_kernel(window, qk_dim, v_dim):
-    """The kernel a layer starts with, until GPT.set_attention_kernels places it: one that runs
+    """The kernel a layer starts with, until GPT.set_kernels places it: one that runs
     anywhere."""
     return choose_kernel("sdpa", KernelNeeds(window, qk_dim, v_dim, "cpu", (), torch.float32))
 
@@ -495,7 +575,7 @@ class CausalSelfAttention(nn.Module):
 
 class FlashCausalSelfAttention(CausalSelfAttention):
     """CausalSelfAttention whose kernel is FlashAttention (the flash-attn package): the class a layer
-    takes when GPT.set_attention_kernels gives it that kernel. The same parameters, so a checkpoint
+    takes when GPT.set_kernels gives it that kernel. The same parameters, so a checkpoint
     loads into either."""
 
 
@@ -598,7 +678,7 @@ class MultiHeadLatentAttention(nn.Module):
 
 class FlashMLA(MultiHeadLatentAttention):
     """MultiHeadLatentAttention whose kernel is FlashAttention (the flash-attn package; FA2 pads V to
-    the q/k head dim): the class a layer takes when GPT.set_attention_kernels gives it that kernel."""
+    the q/k head dim): the class a layer takes when GPT.set_kernels gives it that kernel."""
 
 
 # each attention class, and its twin whose kernel is FlashAttention
@@ -617,14 +697,52 @@ def place_attention(attn, backend, device, dtype):
     attn.__class__ = FLASH_CLASSES[math_class] if attn.kernel.flash_attention else math_class
 
 
+def quack_unavailable(device_type, capability, dtype):
+    """Why quack's fused kernels cannot run on this device and (autocast) dtype, or None."""
+    if quack_mlp is None:
+        return "quack is not installed (pip install -r requirements-hopper.txt)"
+    if device_type != "cuda" or capability < (9, 0):
+        return "quack's kernels need a Hopper or newer GPU"
+    if dtype != torch.bfloat16:
+        return "quack's kernels run in bf16 only here"
+    return None
+
+
+def autocast_dtype(x):
+    """The dtype matmuls on x run in: autocast's where it is on."""
+    return torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+
+
+class TorchMLP:
+    """The MLP as PyTorch ops (torch.compile fuses the bias and GELU)."""
+
+    name = "PyTorch"
+    unavailable = staticmethod(lambda device_type, capability, dtype: None)
+
+    def __call__(self, mlp, x):
+        return mlp.c_proj(F.gelu(mlp.c_fc(x), approximate="tanh"))
+
+
+class QuackMLP(TorchMLP):
+    """quack's MLP: each bias and the GELU (and its derivative) in a GEMM's epilogue."""
+
+    name = "quack"
+    unavailable = staticmethod(quack_unavailable)
+
+    def __call__(self, mlp, x):
+        biases = [None if b is None else b.to(autocast_dtype(x)) for b in (mlp.c_fc.bias, mlp.c_proj.bias)]  # as autocast casts them
+        return quack_mlp(x, mlp.c_fc.weight, mlp.c_proj.weight, "gelu_tanh_approx", bias1=biases[0], bias2=biases[1])
+
+
 class MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.kernel = TorchMLP()  # until GPT.set_kernels chooses
 
     def forward(self, x):
-        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
+        return self.kernel(self, x)
 
 
 class Block(nn.Module):
@@ -731,6 +849,46 @@ def chunked_cross_entropy(x, weight, targets):
     return PrecomputedGradients.apply(x, weight, loss_sum, count, grad_x, grad_w)
 
 
+class ChunkedCrossEntropy:
+    """The loss as PyTorch ops: chunked_cross_entropy."""
+
+    name = "chunked PyTorch"
+    unavailable = staticmethod(lambda device_type, capability, dtype: None)
+
+    def __call__(self, x, weight, targets):
+        return chunked_cross_entropy(x, weight, targets)
+
+
+class QuackLinearCrossEntropy(ChunkedCrossEntropy):
+    """quack's fused linear cross-entropy: the head matmul, the softmax and both gradients in a few
+    fused kernels, chunk by chunk, the weight's gradient summed in fp32."""
+
+    name = "quack linear-CE"
+    unavailable = staticmethod(quack_unavailable)
+
+    def __call__(self, x, weight, targets):
+        return quack_cross_entropy(x, weight, targets)
+
+
+@torch.compiler.disable  # outside the model's graph, as the chunked loss: quack's no-grad path does not trace
+def quack_cross_entropy(x, weight, targets):
+    return quack_linear_cross_entropy(x, weight, targets, chunk_size=LOSS_CHUNK_ROWS, ignore_index=IGNORE_INDEX)
+
+
+# The MLP and loss kernels each --kernels may run, in order of preference, as KERNEL_CHOICES does for
+# attention; "pytorch" keeps PyTorch's own ops (and, with --attn_backend auto, its attention).
+FUSED_CHOICES = {
+    "auto": {"mlp": (QuackMLP, TorchMLP), "loss": (QuackLinearCrossEntropy, ChunkedCrossEntropy)},
+    "pytorch": {"mlp": (TorchMLP,), "loss": (ChunkedCrossEntropy,)},
+}
+
+
+def choose_fused(part, kernels, device, dtype):
+    """The first of --kernels' choices for part ("mlp" or "loss") that runs on this device and dtype."""
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else ()
+    return next(k() for k in FUSED_CHOICES[kernels][part] if k.unavailable(device.type, capability, dtype) is None)
+
+
 class GPT(nn.Module):
     def __init__(self, config):
         super().__init__()
@@ -744,6 +902,7 @@ class GPT(nn.Module):
         )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # tied, as in GPT-2
+        self.loss_kernel = ChunkedCrossEntropy()  # until set_kernels chooses
         self.apply(self._init_weights)
         # GPT-2: residual projections scaled so the residual stream's variance does not grow with depth
         for name, p in self.named_parameters():
@@ -771,10 +930,16 @@ class GPT(nn.Module):
             attention += 6 * a.n_head * (a.qk_dim + a.v_dim) * min(a.window or seq_len, seq_len)
         return 6 * self.num_params() + attention
 
-    def set_attention_kernels(self, backend, device, dtype):
-        """place_attention for every layer; returns the model."""
+    def set_kernels(self, attn_backend, device, dtype, kernels="auto"):
+        """Choose every layer's kernels once, for this device and (autocast) dtype: attention for
+        attn_backend (place_attention; PyTorch's own under kernels "pytorch" when attn_backend is
+        "auto"), the MLP and the loss for kernels. Returns the model."""
+        device = torch.device(device)
+        attn_backend = "sdpa" if kernels == "pytorch" and attn_backend == "auto" else attn_backend
         for block in self.transformer.h:
-            place_attention(block.attn, backend, device, dtype)
+            place_attention(block.attn, attn_backend, device, dtype)
+            block.mlp.kernel = choose_fused("mlp", kernels, device, dtype)
+        self.loss_kernel = choose_fused("loss", kernels, device, dtype)
         return self
 
     def new_kv_caches(self, batch_size, max_len, device):
@@ -794,7 +959,7 @@ class GPT(nn.Module):
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None
         if not return_logits:
-            return None, chunked_cross_entropy(x.flatten(0, 1), self.lm_head.weight, targets.flatten())
+            return None, self.loss_kernel(x.flatten(0, 1), self.lm_head.weight, targets.flatten())
         logits = self.lm_head(x)
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1), ignore_index=IGNORE_INDEX)
         return logits, loss
@@ -1456,6 +1621,12 @@ def describe_attention(model):
     return "attention: " + "; ".join(parts)
 
 
+def describe_kernels(model):
+    """The attention line, and which kernels run the MLPs and the loss."""
+    mlps = ", ".join(dict.fromkeys(block.mlp.kernel.name for block in model.transformer.h))
+    return f"{describe_attention(model)}\nMLP on {mlps}; loss on {model.loss_kernel.name}"
+
+
 def agree_on_errors(setup, ctx):
     """Run setup() on every rank; if it fails on any rank, every rank stops instead of waiting
     forever in the next collective (a file missing on one node only, say)."""
@@ -1480,7 +1651,7 @@ def prepare_run(args, ctx):
     to resume (or None); rank 0 holds the output dir's lock."""
     config = build_config(args)
     with torch.device("meta"):  # a FlashAttention that cannot run here stops the run before any work
-        GPT(config).set_attention_kernels(args.attn_backend, ctx.device, ctx.dtype)
+        GPT(config).set_kernels(args.attn_backend, ctx.device, ctx.dtype, args.kernels)
     loader = DistributedTokenLoader(find_shards(args.input_bin, "--input_bin"), args.batch_size, args.sequence_length, ctx.rank, ctx.world_size, config.vocab_size)
     val_tokens = load_val_tokens(args, config, ctx.world_size)
     checkpoint = None
@@ -1630,7 +1801,7 @@ class TrainingRun:
             f"model {args.model}: {self.raw_model.num_params():,} parameters ({config.n_layer} layers, {config.n_head} heads, {config.n_embd} wide) | "
             f"{ws} x {self.device_name}, {str(self.ctx.dtype).removeprefix('torch.')} | batch {args.batch_size} x {args.sequence_length} x {ws} ranks x {self.grad_accum} accumulation = {self.tokens_per_step:,} tokens/step"
         )
-        print(describe_attention(self.raw_model))
+        print(describe_kernels(self.raw_model))
         if checkpoint:
             print(f"resumed from {checkpoint['path']} at step {self.start_step}")
 
@@ -1722,6 +1893,7 @@ class TrainingRun:
         median = statistics.median(steady)
         on_cuda = self.ctx.device.type == "cuda"
         return {
+            "first_step_s": self.step_times[0],  # compilation and the JIT kernels' first build
             "steady_steps": len(steady),
             "median_step_ms": median * 1e3,
             "tokens_per_s": self.tokens_per_step / median,
@@ -1755,7 +1927,7 @@ def build_model(args, ctx, config):
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     np.random.seed(args.seed)
-    model = GPT(config).to(ctx.device).set_attention_kernels(args.attn_backend, ctx.device, ctx.dtype)
+    model = GPT(config).to(ctx.device).set_kernels(args.attn_backend, ctx.device, ctx.dtype, args.kernels)
     return model, make_optimizer(model, args.learning_rate, args.weight_decay, ctx.device.type)
 
 
@@ -1836,6 +2008,7 @@ def build_parser():
     p.add_argument("--resume_from", default="", help="checkpoint to continue from, or 'latest' in --output_dir")
     p.add_argument("--compile", type=int, default=0, help="1: torch.compile the model")
     p.add_argument("--attn_backend", default="auto", choices=list(KERNEL_CHOICES), help="attention kernels: auto (the fastest measured that runs here), flash_attn (the flash-attn package, or an error), sdpa (PyTorch's)")
+    p.add_argument("--kernels", default="auto", choices=list(FUSED_CHOICES), help="MLP and loss kernels: auto (quack's fused ones on Hopper and newer in bf16 where installed), pytorch (PyTorch's own, for attention too under --attn_backend auto)")
     p.add_argument("--recompute", type=int, default=0, choices=[0, 1], help="1 (with --compile 1): keep fewer activations for backward and recompute the rest (less memory, a little slower: README.md has the figures)")
     p.add_argument("--dtype", default="", choices=["", "float32", "bfloat16"], help="autocast dtype ('': bfloat16 on CUDA, float32 on CPU)")
     p.add_argument("--device", default="", choices=["", "cpu", "cuda"], help="'': CUDA when available")
@@ -1911,7 +2084,7 @@ def model_from_checkpoint(checkpoint, args, ctx):
     """The checkpoint's model on the context's device, its attention kernels chosen for --attn_backend."""
     model = GPT(config_from_checkpoint(checkpoint))
     model.load_state_dict(checkpoint["model"])
-    return model.to(ctx.device).set_attention_kernels(args.attn_backend, ctx.device, ctx.dtype)
+    return model.to(ctx.device).set_kernels(args.attn_backend, ctx.device, ctx.dtype, args.kernels)
 
 
 def eval_checkpoint(args, given):

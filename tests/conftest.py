@@ -41,11 +41,14 @@ def losses(records, key="train_loss"):
     return {r["step"]: r[key] for r in records if key in r}
 
 
+LOSS_FUNCTIONS = ("chunked_cross_entropy", "quack_cross_entropy")  # run outside the model's graph
+
+
 def only_the_loss_breaks_the_graph():
     """Whether torch.compile, since counters.clear(), broke the graph at the planned place and
-    nowhere else: the chunked loss runs outside the model's graph (its chunks compile as graphs of
-    their own). Nothing compiled is not a pass."""
+    nowhere else: the loss runs outside the model's graph (the chunked loss's chunks compile as
+    graphs of their own). Nothing compiled is not a pass."""
     from torch._dynamo.utils import counters
 
-    reasons = list(counters["graph_break"])
-    return any("chunked_cross_entropy" in r for r in reasons) and all("chunked_cross_entropy" in r for r in reasons)
+    planned = [any(name in r for name in LOSS_FUNCTIONS) for r in counters["graph_break"]]
+    return bool(planned) and all(planned)

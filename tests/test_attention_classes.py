@@ -50,7 +50,7 @@ def test_mla_query_latent_parameters():
 
 def layer_classes(backend="auto", dtype=torch.float32, **changes):
     with torch.device("meta"):
-        model = GPT(dataclasses.replace(D12, n_layer=1, **changes)).set_attention_kernels(backend, "cpu", dtype)
+        model = GPT(dataclasses.replace(D12, n_layer=1, **changes)).set_kernels(backend, "cpu", dtype)
     return type(model.transformer.h[0].attn)
 
 

@@ -60,7 +60,7 @@ def check_logged_kernels_run(device, dtype, autocast):
         for backend in m.KERNEL_CHOICES:
             model = m.GPT(shrunk(name)).to(device)
             try:
-                model.set_attention_kernels(backend, device, dtype)
+                model.set_kernels(backend, device, dtype)
             except m.UsageError as e:
                 assert backend == "flash_attn" and "--attn_backend flash_attn, but" in str(e)
                 continue
@@ -109,3 +109,38 @@ def test_checkpoints_do_not_depend_on_the_kernel(tmp_path):
     assert "val loss" in evaluated.stdout
     sampled = run_trainer("--sample_from", str(path), "--attn_backend", "sdpa", "--sample_length", "4", "--prompt", "ROMEO:")
     assert sampled.stdout.startswith("ROMEO:")
+
+
+def test_a_new_mlp_or_loss_kernel_is_one_class_and_one_entry(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    class DummyMLP(m.TorchMLP):
+        name = "dummy MLP"
+
+        def __call__(self, mlp, x):
+            calls.append("mlp")
+            return super().__call__(mlp, x)
+
+    class DummyLoss(m.ChunkedCrossEntropy):
+        name = "dummy loss"
+
+        def __call__(self, x, weight, targets):
+            calls.append("loss")
+            return super().__call__(x, weight, targets)
+
+    monkeypatch.setitem(m.FUSED_CHOICES, "dummy", {"mlp": (DummyMLP,), "loss": (DummyLoss,)})
+    m.main([*SHORT_TRAIN, "--kernels", "dummy", "--num_iterations", "2", "--output_dir", str(tmp_path)])
+    assert "MLP on dummy MLP; loss on dummy loss" in capsys.readouterr().out
+    assert "mlp" in calls and "loss" in calls and len(losses(read_metrics(tmp_path))) == 2
+
+
+def test_without_hopper_kernels_auto_is_the_pytorch_path():
+    """On the CPU (and wherever flash-attn 4 and quack cannot run) --kernels auto runs PyTorch's ops,
+    and says so; --kernels pytorch does the same by choice."""
+    for kernels in ("auto", "pytorch"):
+        model = m.GPT(shrunk("d12")).set_kernels("auto", "cpu", torch.float32, kernels)
+        assert m.describe_kernels(model).endswith("MLP on PyTorch; loss on chunked PyTorch")
+    needs = m.KernelNeeds(0, 64, 64, "cpu", (), torch.float32)
+    assert m.FlashAttention4.unavailable(needs) is not None
+    assert m.quack_unavailable("cpu", (), torch.float32) is not None
+    assert m.quack_unavailable("cuda", (8, 0), torch.bfloat16) is not None

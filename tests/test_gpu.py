@@ -29,7 +29,7 @@ def test_compiles_without_graph_breaks(name):
     torch.manual_seed(0)
     torch._dynamo.reset()
     counters.clear()
-    model = GPT(small(name)).cuda().set_attention_kernels("auto", "cuda", torch.bfloat16)
+    model = GPT(small(name)).cuda().set_kernels("auto", "cuda", torch.bfloat16)
     compiled = torch.compile(model, dynamic=False)
     idx = torch.randint(0, 50257, (4, 256), device="cuda")
     with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -165,7 +165,7 @@ def test_flash_attn_and_sdpa_kernels_agree(changes, window):
     x = torch.randn(4, 1024, 768, device="cuda")
     results = []
     for backend, flash_class in (("flash_attn", True), ("sdpa", False)):
-        attn = model.set_attention_kernels(backend, "cuda", torch.bfloat16).transformer.h[0].attn
+        attn = model.set_kernels(backend, "cuda", torch.bfloat16).transformer.h[0].attn
         assert type(attn).__name__.startswith("Flash") == flash_class
         attn.zero_grad(set_to_none=True)
         xi = x.clone().requires_grad_()

@@ -39,13 +39,14 @@ def run(model, steps, nproc, extra, out_dir):
 
 def row(info):
     if "failed" in info:
-        return f"| {info['model']} | failed: {info['failed']} | | | | | | |"
+        return f"| {info['model']} | failed: {info['failed']} | | | | | | | |"
     s = info["summary"]
     args = info["args"]
     batch = f"{args['batch_size']}x{args['sequence_length']}x{info['world_size']}x{info['grad_accumulation_steps']}"
     mfu = f"{100 * s['mfu']:.1f}%" if s["mfu"] is not None else "-"
     mem = f"{s['peak_memory_gib']:.2f}" if s["peak_memory_gib"] is not None else "-"
-    return f"| {info['model']} | {info['num_params'] / 1e6:.1f}M | {info['device']} x{info['world_size']} | {batch} | {s['median_step_ms']:.1f} | {s['tokens_per_s']:,.0f} | {mfu} | {mem} |"
+    first = f"{s['first_step_s']:.1f}" if "first_step_s" in s else "-"  # not in runs before 1.6.0
+    return f"| {info['model']} | {info['num_params'] / 1e6:.1f}M | {info['device']} x{info['world_size']} | {batch} | {s['median_step_ms']:.1f} | {s['tokens_per_s']:,.0f} | {mfu} | {mem} | {first} |"
 
 
 def main():
@@ -65,8 +66,8 @@ def main():
         sys.exit("error: --steps must be at least 20 (the first 10 steps are warm-up)")
     # each row as soon as its config is measured, so a run cut short keeps what it measured
     print(f"measured {datetime.date.today()}, {args.steps} steps each, median of the steps after the 10th; batch = B x T x GPUs x accumulation\n")
-    print("| config | params | GPU | batch | ms/step | tokens/s | MFU | peak memory (GiB) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
+    print("| config | params | GPU | batch | ms/step | tokens/s | MFU | peak memory (GiB) | first step (s) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
     infos = []
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:

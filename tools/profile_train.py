@@ -64,7 +64,7 @@ def main():
     ctx = m.setup_context(targs)
     raw_model, optimizer = m.build_model(targs, ctx, config)  # the trainer's own, seeded, with its kernels
     model = m.compile_model(raw_model, targs.recompute) if targs.compile else raw_model
-    print(m.describe_attention(raw_model))
+    print(m.describe_kernels(raw_model))
 
     def run_steps(n):
         """n training steps, each step's loss read after the next one is launched, as the trainer

@@ -67,7 +67,7 @@ def layer_row(variant, T, B, reps):
 
 def model_row(variant, T, B, reps):
     config = m.GPTConfig(block_size=T, sliding_window=variant.window)
-    model = m.GPT(config).cuda().set_attention_kernels(variant.backend, "cuda", torch.bfloat16)
+    model = m.GPT(config).cuda().set_kernels(variant.backend, "cuda", torch.bfloat16)
     x = torch.randint(0, m.GPT2_VOCAB_SIZE, (B, T), device="cuda")
 
     def step():

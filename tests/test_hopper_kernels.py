@@ -1,0 +1,132 @@
+"""FlashAttention-4 and quack's fused kernels (requirements-hopper.txt) against the PyTorch path, on
+a Hopper or newer GPU (marker `gpu`; skipped where the kernels cannot run)."""
+
+import dataclasses
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+import train_gpt2_mod as m
+from conftest import only_the_loss_breaks_the_graph
+
+pytestmark = pytest.mark.gpu
+
+CUDA = torch.cuda.is_available()
+CAPABILITY = torch.cuda.get_device_capability() if CUDA else ()
+FA4_REASON = m.FlashAttention4.unavailable(m.KernelNeeds(0, 64, 64, "cuda" if CUDA else "cpu", CAPABILITY, torch.bfloat16))
+QUACK_REASON = m.quack_unavailable("cuda" if CUDA else "cpu", CAPABILITY, torch.bfloat16)
+needs_fa4 = pytest.mark.skipif(FA4_REASON is not None, reason=str(FA4_REASON))
+needs_quack = pytest.mark.skipif(QUACK_REASON is not None, reason=str(QUACK_REASON))
+
+
+def relative_error(a, b):
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+def masked_attention_fp32(q, k, v, window):
+    """The ground truth: fp32 attention under an explicit causal (window) mask."""
+    pos = torch.arange(q.size(1), device=q.device)
+    return m.sdpa(q.float(), k.float(), v.float(), m.window_mask(pos, pos, window))
+
+
+@needs_fa4
+@pytest.mark.parametrize("qk_dim, v_dim, window", [(64, 64, 0), (96, 64, 0), (64, 64, 256), (96, 64, 256)])
+def test_flash_attn4_matches_fp32_attention(qk_dim, v_dim, window):
+    torch.manual_seed(0)
+    q, k = (torch.randn(2, 1024, 4, qk_dim, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
+    v = torch.randn(2, 1024, 4, v_dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    grad = torch.randn(2, 1024, 4, v_dim, device="cuda", dtype=torch.bfloat16)
+    out = m.FlashAttention4(window)(q, k, v)
+    got = (out, *torch.autograd.grad(out, (q, k, v), grad))
+    qf, kf, vf = (t.detach().float().requires_grad_() for t in (q, k, v))
+    ref = masked_attention_fp32(qf, kf, vf, window)
+    want = (ref, *torch.autograd.grad(ref, (qf, kf, vf), grad.float()))
+    for a, b in zip(got, want):
+        assert relative_error(a, b) < 1e-2
+
+
+@needs_fa4
+def test_flash_attn4_compiles_into_the_model_graph():
+    """Its custom ops keep the compiled model in one graph: the loss is the only break."""
+    torch._dynamo.reset()
+    counters.clear()
+    config = dataclasses.replace(m.MODEL_CONFIGS["d12_flash_mla"], n_layer=2, block_size=256)
+    model = m.GPT(config).cuda().set_kernels("auto", "cuda", torch.bfloat16)
+    assert {b.attn.kernel.name for b in model.transformer.h} == {"flash-attn 4"}
+    idx = torch.randint(0, 50257, (4, 256), device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        _, loss = torch.compile(model, dynamic=False)(idx, idx, return_logits=False)
+    loss.backward()
+    assert torch.isfinite(loss) and only_the_loss_breaks_the_graph()
+
+
+def loss_batch(rows=2 * m.LOSS_CHUNK_ROWS + 300, width=768, vocab=50304):
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(rows, width, device="cuda", generator=g, requires_grad=True)
+    w = (0.02 * torch.randn(vocab, width, device="cuda", generator=g)).requires_grad_()
+    t = torch.randint(0, 50257, (rows,), device="cuda", generator=g)
+    t[::5] = m.IGNORE_INDEX
+    return x, w, t
+
+
+def loss_and_grads(kernel, x, w, t):
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = kernel(x, w, t)
+    return (loss, *torch.autograd.grad(loss, (x, w)))
+
+
+@needs_quack
+def test_quack_loss_matches_the_chunked_loss():
+    x, w, t = loss_batch()
+    quack, chunked = loss_and_grads(m.QuackLinearCrossEntropy(), x, w, t), loss_and_grads(m.ChunkedCrossEntropy(), x, w, t)
+    assert abs(quack[0].item() - chunked[0].item()) < 1e-3
+    assert relative_error(quack[1], chunked[1]) < 1e-2 and relative_error(quack[2], chunked[2]) < 1e-2
+    assert quack[2].dtype == torch.float32
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):  # validation's path
+        assert abs(m.QuackLinearCrossEntropy()(x, w, t).item() - chunked[0].item()) < 1e-3
+
+
+@needs_quack
+def test_quack_mlp_matches_the_pytorch_mlp():
+    torch.manual_seed(0)
+    mlp = m.MLP(m.MODEL_CONFIGS["d12"]).cuda()
+    torch.nn.init.normal_(mlp.c_fc.bias, std=0.02)
+    torch.nn.init.normal_(mlp.c_proj.bias, std=0.02)
+    x = torch.randn(8, 1024, 768, device="cuda")
+    grad = torch.randn(8, 1024, 768, device="cuda")
+    results = []
+    for kernel in (m.QuackMLP(), m.TorchMLP()):
+        mlp.kernel = kernel
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = mlp(xi)
+        out.backward(grad)
+        results.append([out, xi.grad] + [p.grad for p in mlp.parameters()])
+        mlp.zero_grad(set_to_none=True)
+    for a, b in zip(*results):
+        assert relative_error(a, b) < 1e-2
+
+
+@pytest.mark.skipif(FA4_REASON is not None or QUACK_REASON is not None, reason="needs flash-attn 4 and quack")
+@pytest.mark.parametrize("name", ["d12", "d12_post_norm_qk_norm", "d12_sliding_window", "d12_flash_mla"])
+def test_fast_kernels_and_pytorch_give_the_same_model(name):
+    """The whole model, compiled, under --kernels auto (FlashAttention-4 and quack here) and pytorch:
+    the same loss and gradients within bf16 rounding."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(m.MODEL_CONFIGS[name], n_layer=4, block_size=1024)
+    model = m.GPT(config).cuda()
+    idx = torch.randint(0, 50257, (8, 1024), device="cuda")
+    results = []
+    for kernels in ("auto", "pytorch"):
+        torch._dynamo.reset()
+        model.set_kernels("auto", "cuda", torch.bfloat16, kernels)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            _, loss = torch.compile(model, dynamic=False)(idx, idx, return_logits=False)
+        loss.backward()
+        results.append((loss.item(), torch.cat([p.grad.flatten() for p in model.parameters()])))
+        model.zero_grad(set_to_none=True)
+    assert "quack" in m.describe_kernels(model.set_kernels("auto", "cuda", torch.bfloat16))
+    (fast_loss, fast), (ref_loss, ref) = results
+    assert abs(fast_loss - ref_loss) < 5e-3
+    assert relative_error(fast, ref) < 2e-2
