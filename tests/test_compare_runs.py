@@ -14,11 +14,16 @@ sys.path.insert(0, str(REPO / "tools"))
 import compare_runs  # noqa: E402
 
 
-def fake_run(path, model, seed, final_losses, tokens_per_step=256, seconds_per_step=1.0, **args):
-    """A finished run directory: val loss logged at steps 0, 2, 4, ... ending at final_losses[-1]."""
+def fake_run(path, model, seed, final_losses, tokens_per_step=256, seconds_per_step=1.0, compile_s=0.0, **args):
+    """A finished run directory: val loss logged at steps 0, 2, 4, ... ending at final_losses[-1];
+    compile_s is added to the first step's time."""
     path.mkdir(parents=True)
-    records = [{"step": 2 * i, "val_loss": loss, "tokens": 2 * i * tokens_per_step, "train_time_s": 2 * i * seconds_per_step} for i, loss in enumerate(final_losses)]
-    records += [{"step": s, "train_loss": 5.0, "tokens": s * tokens_per_step, "train_time_s": s * seconds_per_step} for s in range(1, 2 * len(final_losses) - 1)]
+
+    def seconds(step):
+        return step * seconds_per_step + (compile_s if step else 0.0)
+
+    records = [{"step": 2 * i, "val_loss": loss, "tokens": 2 * i * tokens_per_step, "train_time_s": seconds(2 * i)} for i, loss in enumerate(final_losses)]
+    records += [{"step": s, "train_loss": 5.0, "tokens": s * tokens_per_step, "train_time_s": seconds(s)} for s in range(1, 2 * len(final_losses) - 1)]
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     info = {"model": model, "num_params": 1e6, "world_size": 1, "device": "cpu", "tokens_per_step": tokens_per_step,
             "args": {"seed": seed, "sequence_length": 64, "input_bin": "a", "input_val_bin": "b", "val_tokens": 4096} | args,
@@ -64,7 +69,7 @@ def test_runs_are_grouped_by_config_with_a_verdict_against_the_baseline(tmp_path
     proc = compare(tmp_path, *map(str, dirs), str(tmp_path / "compare.md"), "--baseline", "d12", "--json", "c.json")
     assert proc.returncode == 0, proc.stderr
     rows = proc.stdout.splitlines()
-    assert rows[0].startswith("| config | runs | parameters | val loss at 1,024 tokens | val loss at 4 s | vs d12 at equal tokens | verdict")
+    assert rows[0].startswith("| config | runs | parameters | val loss at 1,024 tokens | val loss at 3 s after step 1 | vs d12 at equal tokens | verdict")
     assert rows[2].startswith("| d12 | 3 | 1.0M | 5.1000 ± 0.2484 |")  # t(2) * 0.1 / sqrt(3)
     assert "| d12_post_norm | 3 |" in rows[3] and "-1.0000 ± " in rows[3] and "| better |" in rows[3]
     result = json.loads((tmp_path / "c.json").read_text())
@@ -73,13 +78,16 @@ def test_runs_are_grouped_by_config_with_a_verdict_against_the_baseline(tmp_path
     assert "skipping" in proc.stderr
 
 
-def test_equal_training_time_interpolates(tmp_path):
-    fast = fake_run(tmp_path / "fast", "d12", 1, [10.0, 6.0, 5.0], seconds_per_step=1.0)
+@pytest.mark.parametrize("compile_s", [0.0, 30.0])
+def test_equal_training_time_interpolates_and_leaves_out_the_compile(tmp_path, compile_s):
+    """Time counts from the end of step 1: a cold compile in one run (30 s more in its first step)
+    does not move the comparison."""
+    fast = fake_run(tmp_path / "fast", "d12", 1, [10.0, 6.0, 5.0], seconds_per_step=1.0, compile_s=compile_s)
     slow = fake_run(tmp_path / "slow", "d12_flash_mla", 1, [10.0, 6.0, 5.0], seconds_per_step=2.0)
     result = compare_runs.compare([compare_runs.load_run(fast), compare_runs.load_run(slow)], "d12")
-    assert result["train_time_s"] == 4.0  # the slow run's last val at 8 s; both reached 4 s
+    assert result["time_s"] == 3.0  # after step 1, the fast run's last val (step 4) is at 3 s, the slow one's at 6 s
     assert result["configs"]["d12"]["at_time"]["mean"] == 5.0
-    assert result["configs"]["d12_flash_mla"]["at_time"]["mean"] == pytest.approx(6.0)  # at 4 s the slow run is at step 2
+    assert result["configs"]["d12_flash_mla"]["at_time"]["mean"] == pytest.approx(5.75)  # 3 s: between step 2 (2 s) and 4 (6 s)
 
 
 @pytest.mark.parametrize("change, message", [(dict(tokens_per_step=512), "tokens per step"), (dict(sequence_length=128), "--sequence_length"), (dict(input_bin="other"), "--input_bin")])

@@ -1,6 +1,7 @@
 """
 Compare training runs, grouped by config: each config's mean val loss over its runs (seeds), with a
-95% t-interval, at equal tokens and at equal training time; for each config against a baseline, the
+95% t-interval, at equal tokens and at equal training time (counted from the end of the first step,
+which holds torch.compile: a cold compile and a cached one differ by tens of seconds); for each config against a baseline, the
 difference of the means, its 95% Welch t-interval and a verdict (better, worse, or not
 distinguishable at this many seeds). Writes a markdown table (printed either way), the same numbers
 as JSON, and a PNG of the loss curves (each config's mean, with a band for the interval where it has
@@ -45,7 +46,11 @@ def load_run(run_dir):
     val = [r for r in records if r.get("val_loss") is not None]
     if not val:
         raise CompareError(f"{run_dir} has no val loss to compare (it ran with --input_val_bin '')")
-    return {"dir": run_dir, "info": info, "train": [r for r in records if r.get("train_loss") is not None], "val": val}
+    train = [r for r in records if r.get("train_loss") is not None]
+    compiled_by = next((r["train_time_s"] for r in train if r["step"] == 1), 0.0)
+    for r in records:
+        r["time_s"] = max(0.0, r["train_time_s"] - compiled_by)  # training time after the first step
+    return {"dir": run_dir, "info": info, "train": train, "val": val}
 
 
 def check_comparable(runs):
@@ -60,7 +65,7 @@ def check_comparable(runs):
 
 
 def value_at(records, x_key, x):
-    """The val loss at x (tokens or train_time_s), interpolated linearly between logged points."""
+    """The val loss at x (tokens or time_s), interpolated linearly between logged points."""
     points = [(r[x_key], r["val_loss"]) for r in records]
     for (x0, y0), (x1, y1) in zip(points, points[1:]):
         if x0 <= x <= x1:
@@ -110,11 +115,11 @@ def compare(runs, baseline):
     training time every run reached, and each config against the baseline."""
     check_comparable(runs)
     tokens = min(run["val"][-1]["tokens"] for run in runs)
-    seconds = min(run["val"][-1]["train_time_s"] for run in runs)
+    seconds = min(run["val"][-1]["time_s"] for run in runs)
     groups = group_runs(runs)
     if baseline is not None and baseline not in groups:
         raise CompareError(f"--baseline {baseline}: no run of that config among {', '.join(groups)}")
-    result = {"tokens": tokens, "train_time_s": seconds, "baseline": baseline, "configs": {}}
+    result = {"tokens": tokens, "time_s": seconds, "baseline": baseline, "configs": {}}
     for name, members in groups.items():
         summaries = [m["info"].get("summary") or {} for m in members]
         result["configs"][name] = {
@@ -122,7 +127,7 @@ def compare(runs, baseline):
             "seeds": [m["info"]["args"].get("seed") for m in members],
             "num_params": members[0]["info"]["num_params"],
             "at_tokens": interval([value_at(m["val"], "tokens", tokens) for m in members]),
-            "at_time": interval([value_at(m["val"], "train_time_s", seconds) for m in members]),
+            "at_time": interval([value_at(m["val"], "time_s", seconds) for m in members]),
             "tokens_per_s": statistics.fmean(s["tokens_per_s"] for s in summaries) if all(s.get("tokens_per_s") for s in summaries) else None,
             "peak_memory_gib": max(s["peak_memory_gib"] for s in summaries) if all(s.get("peak_memory_gib") for s in summaries) else None,
             "gpu": f"{members[0]['info']['world_size']} x {members[0]['info']['device']}",
@@ -142,7 +147,7 @@ def with_interval(stats):
 def table(result):
     base = result["baseline"]
     lines = [
-        f"| config | runs | parameters | val loss at {result['tokens']:,} tokens | val loss at {result['train_time_s']:.0f} s"
+        f"| config | runs | parameters | val loss at {result['tokens']:,} tokens | val loss at {result['time_s']:.0f} s after step 1"
         + (f" | vs {base} at equal tokens | verdict" if base else "")
         + " | tokens/s | peak memory | GPU |",
         "| --- " * (8 + (2 if base else 0)) + "|",
@@ -186,7 +191,7 @@ def plot(runs, result, path, title):
     for name, members in group_runs(runs).items():
         color = None
         for row, key in enumerate(("train", "val")):
-            for col, x_key, scale, end in ((0, "tokens", 1e6, result["tokens"]), (1, "train_time_s", 1.0, result["train_time_s"])):
+            for col, x_key, scale, end in ((0, "tokens", 1e6, result["tokens"]), (1, "time_s", 1.0, result["time_s"])):
                 # the points of the first run inside the range every run covers
                 lo, hi = max(m[key][0][x_key] for m in members), min(min(m[key][-1][x_key] for m in members), end)
                 xs = sorted({r[x_key] for r in members[0][key] if lo <= r[x_key] <= hi})
@@ -202,7 +207,7 @@ def plot(runs, result, path, title):
     for row, name in enumerate(("train loss (mean over runs)", "val loss (mean, 95% t-interval)")):
         axes[row][0].set_ylabel(name)
         axes[row][0].set_xlabel("tokens seen (millions)")
-        axes[row][1].set_xlabel("training time (s; the first step includes torch.compile)")
+        axes[row][1].set_xlabel("training time after the first step (s; that step holds torch.compile)")
         for ax in axes[row]:
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
