@@ -138,7 +138,8 @@ class GPTConfig:
     # Gemma 3 interleaves 5 local layers with 1 global one; 0: every layer is local
     global_attn_every: int = 0
     # Multi-Head Latent Attention (DeepSeek-V2): MultiHeadLatentAttention layers, FlashMLA where
-    # the kernel is FlashAttention (--attn_backend flash_attn, or windows under auto)
+    # the kernel is FlashAttention (--attn_backend flash_attn; under auto, FlashAttention-4 where
+    # it runs, and flash-attn 2 for windows)
     use_flash_mla: bool = False
     kv_lora_rank: int = 256  # MLA: width of the shared key/value latent
     q_lora_rank: int = 0  # MLA: 0 projects queries directly (V2-Lite); > 0 through a latent of this width
@@ -513,9 +514,9 @@ class FlashAttention4(AttentionKernel):
 
 # The kernels each --attn_backend may run, for full causal layers and for sliding-window layers, in
 # order of preference: the first that can run here serves the layer. "auto" lists the fastest
-# measured first (tools/bench_attention.py and docs/PERFORMANCE.md: on Hopper FlashAttention-4 beat
-# cuDNN's SDPA, which beat flash-attn 2; SDPA has no window); "flash_attn" is FlashAttention or an
-# error at startup.
+# measured first (docs/PERFORMANCE.md: on Hopper FlashAttention-4 beat cuDNN's SDPA, most for MLA's
+# head dims and windows, and cuDNN's SDPA beat flash-attn 2; SDPA has no window); "flash_attn" is
+# FlashAttention or an error at startup.
 KERNEL_CHOICES = {
     "auto": {"causal": (FlashAttention4, SDPA), "window": (FlashAttention4, FlashAttention3, FlashAttention2, FlexAttention, MaskedSDPA)},
     "flash_attn": {"causal": (FlashAttention4, FlashAttention3, FlashAttention2), "window": (FlashAttention4, FlashAttention3, FlashAttention2)},
@@ -677,8 +678,9 @@ class MultiHeadLatentAttention(nn.Module):
 
 
 class FlashMLA(MultiHeadLatentAttention):
-    """MultiHeadLatentAttention whose kernel is FlashAttention (the flash-attn package; FA2 pads V to
-    the q/k head dim): the class a layer takes when GPT.set_kernels gives it that kernel."""
+    """MultiHeadLatentAttention whose kernel is FlashAttention (the flash-attn packages: FA4 takes
+    its head dims as they are, FA2 pads V to the q/k head dim): the class a layer takes when
+    GPT.set_kernels gives it that kernel."""
 
 
 # each attention class, and its twin whose kernel is FlashAttention
