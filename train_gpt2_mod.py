@@ -266,6 +266,11 @@ class KernelNeeds:
     dtype: torch.dtype  # of q, k and v: the autocast dtype where autocast is on
 
 
+def device_capability(device):
+    """CUDA compute capability of a torch.device, () elsewhere: what the kernel choices compare."""
+    return torch.cuda.get_device_capability(device) if device.type == "cuda" else ()
+
+
 class AttentionKernel:
     """Causal attention on (B, T, H, D) tensors: q and k of D_qk, v of D_v, out (B, T, H, D_v), softmax
     scale 1/sqrt(D_qk). A window w > 0 lets each query see itself and the w - 1 keys before it."""
@@ -692,8 +697,7 @@ def place_attention(attn, backend, device, dtype):
     once, and give the layer the class that names it: the Flash class where the kernel is
     FlashAttention. FlashAttention asked for and unable to run here is a UsageError."""
     device = torch.device(device)
-    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else ()
-    attn.kernel = choose_kernel(backend, KernelNeeds(attn.window, attn.qk_dim, attn.v_dim, device.type, capability, dtype))
+    attn.kernel = choose_kernel(backend, KernelNeeds(attn.window, attn.qk_dim, attn.v_dim, device.type, device_capability(device), dtype))
     math_class = next(c for c in FLASH_CLASSES if isinstance(attn, c))
     # the Flash classes add no state or behaviour: switching the class only renames the layer
     attn.__class__ = FLASH_CLASSES[math_class] if attn.kernel.flash_attention else math_class
@@ -715,11 +719,21 @@ def autocast_dtype(x):
     return torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
 
 
-class TorchMLP:
+class FusedKernel:
+    """An MLP or loss kernel of FUSED_CHOICES, as AttentionKernel is for attention."""
+
+    name = ""  # as the startup log names it
+
+    @staticmethod
+    def unavailable(device_type, capability, dtype):
+        """Why this kernel cannot run on this device and (autocast) dtype, or None where it can."""
+        return None
+
+
+class TorchMLP(FusedKernel):
     """The MLP as PyTorch ops (torch.compile fuses the bias and GELU)."""
 
     name = "PyTorch"
-    unavailable = staticmethod(lambda device_type, capability, dtype: None)
 
     def __call__(self, mlp, x):
         return mlp.c_proj(F.gelu(mlp.c_fc(x), approximate="tanh"))
@@ -830,8 +844,7 @@ def chunked_cross_entropy(x, weight, targets):
     LOSS_CHUNK_ROWS rows at a time so that the whole batch's logits never exist (B*T x vocab: 3.3 GB
     in bf16 at B=32, T=1024). The arithmetic is that of lm_head under autocast followed by
     F.cross_entropy: matmuls in autocast's dtype when autocast is on, softmax in fp32."""
-    device_type = x.device.type
-    dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
+    dtype = autocast_dtype(x)
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     with torch.no_grad():  # the gradients are taken by hand, chunk by chunk
         w = weight.to(dtype)
@@ -851,11 +864,10 @@ def chunked_cross_entropy(x, weight, targets):
     return PrecomputedGradients.apply(x, weight, loss_sum, count, grad_x, grad_w)
 
 
-class ChunkedCrossEntropy:
+class ChunkedCrossEntropy(FusedKernel):
     """The loss as PyTorch ops: chunked_cross_entropy."""
 
     name = "chunked PyTorch"
-    unavailable = staticmethod(lambda device_type, capability, dtype: None)
 
     def __call__(self, x, weight, targets):
         return chunked_cross_entropy(x, weight, targets)
@@ -887,8 +899,7 @@ FUSED_CHOICES = {
 
 def choose_fused(part, kernels, device, dtype):
     """The first of --kernels' choices for part ("mlp" or "loss") that runs on this device and dtype."""
-    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else ()
-    return next(k() for k in FUSED_CHOICES[kernels][part] if k.unavailable(device.type, capability, dtype) is None)
+    return next(k() for k in FUSED_CHOICES[kernels][part] if k.unavailable(device.type, device_capability(device), dtype) is None)
 
 
 class GPT(nn.Module):
@@ -938,9 +949,10 @@ class GPT(nn.Module):
         "auto"), the MLP and the loss for kernels. Returns the model."""
         device = torch.device(device)
         attn_backend = "sdpa" if kernels == "pytorch" and attn_backend == "auto" else attn_backend
+        mlp_kernel = choose_fused("mlp", kernels, device, dtype)  # stateless: one serves every layer
         for block in self.transformer.h:
             place_attention(block.attn, attn_backend, device, dtype)
-            block.mlp.kernel = choose_fused("mlp", kernels, device, dtype)
+            block.mlp.kernel = mlp_kernel
         self.loss_kernel = choose_fused("loss", kernels, device, dtype)
         return self
 
