@@ -55,15 +55,21 @@ try:  # optional: FlashAttention-3 for Hopper (flash-attn's hopper/ build)
     from flash_attn_interface import flash_attn_func as flash_attn3_func
 except ImportError:
     flash_attn3_func = None
+# FlashAttention-4 and quack compile their CuTe kernels on first use, and quack tunes its GEMMs; both
+# can keep the results on disk, so that later runs start in seconds rather than minutes. FA4's disk
+# cache and quack's record of its tuning are off unless asked for: ask, unless the user has chosen.
+os.environ.setdefault("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", "1")
+os.environ.setdefault("QUACK_CACHE_AUTOTUNING", "1")
 try:  # optional, Hopper and newer: FlashAttention-4 (pip install -r requirements-hopper.txt)
     from flash_attn.cute import interface as flash_attn4
 except ImportError:
     flash_attn4 = None
-try:  # optional, Hopper and newer: quack's fused linear cross-entropy and MLP (the same file)
+try:  # optional, Hopper and newer: quack's fused linear cross-entropy, MLP and in-place RoPE
     from quack.linear_cross_entropy import chunked_linear_cross_entropy as quack_linear_cross_entropy
     from quack.mlp import mlp_func as quack_mlp
+    from quack.rotary import apply_rotary_emb_qkv_ as quack_rotary_qkv_
 except ImportError:
-    quack_linear_cross_entropy = quack_mlp = None
+    quack_linear_cross_entropy = quack_mlp = quack_rotary_qkv_ = None
 
 REPO_DIR = Path(__file__).resolve().parent
 GPT2_VOCAB_SIZE = 50257  # real GPT-2 vocabulary; the model pads it to a multiple of 64
@@ -293,6 +299,20 @@ class AttentionKernel:
     def __call__(self, q, k, v):
         raise NotImplementedError
 
+    def packed(self, qkv, rotary, qk_norm):
+        """Attention on a (B, T, 3, H, D) projection whose q and k are not yet normalized (qk_norm,
+        or None) and rotated (rotary). Here: split, normalize, rotate, call the kernel; a kernel
+        that reads q, k and v in place overrides it."""
+        q, k, v = qkv.unbind(dim=2)
+        return self(*normalize_and_rotate(q, k, rotary, qk_norm), v)
+
+
+def normalize_and_rotate(q, k, rotary, qk_norm, pos=0):
+    """QK-norm (where the layer has it), then RoPE, on (B, T, H, D) queries and keys."""
+    if qk_norm is not None:
+        q, k = qk_norm(q, k)
+    return rotary(q, pos), rotary(k, pos)
+
 
 def sdpa(q, k, v, mask=None):
     """F.scaled_dot_product_attention on (B, T, H, D) tensors: causal, or under a boolean (queries,
@@ -455,25 +475,43 @@ def flash_attn4_window(window):
     return (window - 1, 0) if window else (None, None)
 
 
-# FlashAttention-4's own entry is an autograd.Function, which torch.compile cannot trace through: as
-# custom ops with fake implementations (shapes only) the compiled model keeps one graph.
-@torch.library.custom_op("train_gpt2_mod::flash_attn4_forward", mutates_args=(), device_types="cuda")
-def flash_attn4_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+def flash_attn4_attend(q, k, v, window):
+    """FlashAttention-4's forward on (B, T, H, D) q, k, v (strided views of one tensor will do):
+    the output and the softmax's logsumexp (B, H, T), which the backward takes."""
     left, right = flash_attn4_window(window)
     out, lse, *_ = flash_attn4._flash_attn_fwd(q, k, v, softmax_scale=q.size(-1) ** -0.5, causal=True, window_size_left=left, window_size_right=right, return_lse=True)
     return out, lse
 
 
-@flash_attn4_forward.register_fake
-def _(q, k, v, window):
+def flash_attn4_attend_backward(grad_out, q, k, v, out, lse, window, dq=None, dk=None, dv=None):
+    """FlashAttention-4's backward: dq, dk, dv, written into the given tensors where given."""
+    left, right = flash_attn4_window(window)
+    return flash_attn4._flash_attn_bwd(q, k, v, out, grad_out, lse, softmax_scale=q.size(-1) ** -0.5, causal=True, window_size_left=left, window_size_right=right, dq=dq, dk=dk, dv=dv)
+
+
+def attention_output_like(q, v):
+    """Empty tensors shaped as attention's output and logsumexp, for the custom ops' fakes."""
     B, T, H, _ = q.shape
     return q.new_empty(B, T, H, v.size(-1)), q.new_empty(B, H, T, dtype=torch.float32)
 
 
-@torch.library.custom_op("train_gpt2_mod::flash_attn4_backward", mutates_args=(), device_types="cuda")
+# FlashAttention-4's own entry is an autograd.Function, which torch.compile cannot trace through: as
+# custom ops with fake implementations (shapes only) the compiled model keeps one graph. Two pairs:
+# on q, k, v apart, and on the packed (B, T, 3, H, D) projection, whose gradient FA4 then writes in
+# place, with no copy to stack dq, dk and dv.
+@torch.library.custom_op("train_gpt2_mod::flash_attn4_forward", mutates_args=())
+def flash_attn4_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return flash_attn4_attend(q, k, v, window)
+
+
+@flash_attn4_forward.register_fake
+def _(q, k, v, window):
+    return attention_output_like(q, v)
+
+
+@torch.library.custom_op("train_gpt2_mod::flash_attn4_backward", mutates_args=())
 def flash_attn4_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    left, right = flash_attn4_window(window)
-    dq, dk, dv = flash_attn4._flash_attn_bwd(q, k, v, out, grad_out, lse, softmax_scale=q.size(-1) ** -0.5, causal=True, window_size_left=left, window_size_right=right)
+    dq, dk, dv, *_ = flash_attn4_attend_backward(grad_out, q, k, v, out, lse, window)
     return dq, dk, dv
 
 
@@ -483,8 +521,8 @@ def _(grad_out, q, k, v, out, lse, window):
 
 
 def flash_attn4_save(ctx, inputs, output):
-    q, k, v, ctx.window = inputs
-    ctx.save_for_backward(q, k, v, *output)
+    *tensors, ctx.window = inputs
+    ctx.save_for_backward(*tensors, *output)
 
 
 def flash_attn4_grads(ctx, grad_out, grad_lse):
@@ -493,6 +531,36 @@ def flash_attn4_grads(ctx, grad_out, grad_lse):
 
 
 flash_attn4_forward.register_autograd(flash_attn4_grads, setup_context=flash_attn4_save)
+
+
+@torch.library.custom_op("train_gpt2_mod::flash_attn4_packed_forward", mutates_args=())
+def flash_attn4_packed_forward(qkv: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return flash_attn4_attend(*qkv.unbind(dim=2), window)
+
+
+@flash_attn4_packed_forward.register_fake
+def _(qkv, window):
+    return attention_output_like(qkv[:, :, 0], qkv[:, :, 2])
+
+
+@torch.library.custom_op("train_gpt2_mod::flash_attn4_packed_backward", mutates_args=())
+def flash_attn4_packed_backward(grad_out: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor, window: int) -> torch.Tensor:
+    grad_qkv = torch.empty_like(qkv)
+    flash_attn4_attend_backward(grad_out, *qkv.unbind(dim=2), out, lse, window, *grad_qkv.unbind(dim=2))
+    return grad_qkv
+
+
+@flash_attn4_packed_backward.register_fake
+def _(grad_out, qkv, out, lse, window):
+    return torch.empty_like(qkv)
+
+
+def flash_attn4_packed_grads(ctx, grad_out, grad_lse):
+    qkv, out, lse = ctx.saved_tensors
+    return torch.ops.train_gpt2_mod.flash_attn4_packed_backward(grad_out.contiguous(), qkv, out, lse, ctx.window), None
+
+
+flash_attn4_packed_forward.register_autograd(flash_attn4_packed_grads, setup_context=flash_attn4_save)
 
 
 class FlashAttention4(AttentionKernel):
@@ -515,6 +583,17 @@ class FlashAttention4(AttentionKernel):
 
     def __call__(self, q, k, v):
         return torch.ops.train_gpt2_mod.flash_attn4_forward(q, k, v, self.window)[0]
+
+    def packed(self, qkv, rotary, qk_norm):
+        """With quack and no QK-norm: quack rotates q and k in place in the projection (and their
+        gradient in place in backward), and FA4 reads q, k, v from it and writes its gradient."""
+        if qk_norm is not None or quack_rotary_qkv_ is None:
+            return super().packed(qkv, rotary, qk_norm)
+        T = qkv.size(1)
+        # the fp32 tables as they are (Rotary.forward rounds them to the compute dtype first): the
+        # same rotation, within bf16 rounding
+        qkv = quack_rotary_qkv_(qkv, rotary.cos[:T], rotary.sin[:T])
+        return torch.ops.train_gpt2_mod.flash_attn4_packed_forward(qkv, self.window)[0]
 
 
 # The kernels each --attn_backend may run, for full causal layers and for sliding-window layers, in
@@ -567,13 +646,12 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x, cache=None, pos=0):
         B, T, C = x.size()
-        q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim).unbind(dim=2)
-        if self.qk_norm is not None:
-            q, k = self.qk_norm(q, k)
-        q, k = self.rotary(q, pos), self.rotary(k, pos)
+        qkv = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim)
         if cache is None:
-            y = self.kernel(q, k, v)
+            y = self.kernel.packed(qkv, self.rotary, self.qk_norm)
         else:
+            q, k, v = qkv.unbind(dim=2)
+            q, k = normalize_and_rotate(q, k, self.rotary, self.qk_norm, pos)
             cache["k"][:, pos : pos + T], cache["v"][:, pos : pos + T] = k, v
             y = decode_attention(q, cache["k"][:, : pos + T], cache["v"][:, : pos + T], pos, self.window)
         return self.c_proj(y.reshape(B, T, C))

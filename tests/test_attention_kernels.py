@@ -2,6 +2,7 @@
 one table entry; checkpoints do not depend on the kernel."""
 
 import dataclasses
+import functools
 import re
 
 import pytest
@@ -19,28 +20,35 @@ def shrunk(name):
     return dataclasses.replace(config, **SHRINK, sliding_window=8 if config.sliding_window else 0)
 
 
+def kernel_classes():
+    """Every class in KERNEL_CHOICES and every kernel class it takes code from."""
+    listed = {kernel for choices in m.KERNEL_CHOICES.values() for kernels in choices.values() for kernel in kernels}
+    return {cls for kernel in listed for cls in kernel.__mro__ if issubclass(cls, m.AttentionKernel)}
+
+
 def kernels_called(model, device, dtype, autocast):
     """{layer index: name of the kernel class whose code ran}, from one forward pass."""
     layer_of = {id(block.attn.kernel): i for i, block in enumerate(model.transformer.h)}
     called = {}
-    patched = {cls: cls.__dict__["__call__"] for cls in (m.SDPA, m.WindowKernel, m.FlashAttention2, m.FlashAttention3)}
+    # a kernel's entries: __call__ on q, k, v; packed on the qkv projection (multi-head attention)
+    patched = {(cls, entry): cls.__dict__[entry] for cls in kernel_classes() for entry in ("__call__", "packed") if entry in cls.__dict__}
 
     def spy(original):
-        def call(self, q, k, v):
+        def call(self, *args):
             called[layer_of[id(self)]] = type(self).name
-            return original(self, q, k, v)
+            return original(self, *args)
 
         return call
 
     try:
-        for cls, original in patched.items():
-            cls.__call__ = spy(original)
+        for (cls, entry), original in patched.items():
+            setattr(cls, entry, spy(original))
         idx = torch.randint(0, 50257, (2, 32), device=device)
         with autocast, torch.no_grad():
             model(idx, idx)
     finally:
-        for cls, original in patched.items():
-            cls.__call__ = original
+        for (cls, entry), original in patched.items():
+            setattr(cls, entry, original)
     return called
 
 
@@ -144,3 +152,110 @@ def test_without_hopper_kernels_auto_is_the_pytorch_path():
     assert m.FlashAttention4.unavailable(needs) is not None
     assert m.quack_unavailable("cpu", (), torch.float32) is not None
     assert m.quack_unavailable("cuda", (8, 0), torch.bfloat16) is not None
+
+
+# FlashAttention-4's two entries and quack's in-place RoPE as PyTorch math, so that the trainer's own
+# code around them (custom ops, their fakes and autograd, the packed path) runs on a CPU
+
+
+def reference_scores(q, k, softmax_scale, window_size_left):
+    """Masked scaled scores (B, H, Tq, Tk) in fp32, FA4's window convention (left: keys before)."""
+    pos = torch.arange(q.size(1))
+    window = 0 if window_size_left is None else window_size_left + 1
+    scores = torch.einsum("bthd,bshd->bhts", q.float(), k.float()) * softmax_scale
+    return scores.masked_fill(~m.window_mask(pos, pos, window), float("-inf"))
+
+
+def reference_fa4_forward(q, k, v, softmax_scale, causal, window_size_left, window_size_right, return_lse):
+    scores = reference_scores(q, k, softmax_scale, window_size_left)
+    lse = scores.logsumexp(dim=-1)
+    out = torch.einsum("bhts,bshd->bthd", (scores - lse[..., None]).exp(), v.float())
+    return out.to(q.dtype), lse
+
+
+def reference_fa4_backward(q, k, v, out, dout, lse, softmax_scale, causal, window_size_left, window_size_right, dq=None, dk=None, dv=None, calls=None):
+    calls.append("into the given tensors" if dq is not None else "new tensors")
+    p = (reference_scores(q, k, softmax_scale, window_size_left) - lse[..., None]).exp()
+    dout, q, k, v = dout.float(), q.float(), k.float(), v.float()
+    dp = torch.einsum("bthd,bshd->bhts", dout, v)
+    ds = p * (dp - (dout * out.float()).sum(-1).transpose(1, 2)[..., None])
+    grads = (torch.einsum("bhts,bshd->bthd", ds, k) * softmax_scale, torch.einsum("bhts,bthd->bshd", ds, q) * softmax_scale, torch.einsum("bhts,bthd->bshd", p, dout))
+    return tuple(grad.to(like.dtype) if into is None else into.copy_(grad) for grad, into, like in zip(grads, (dq, dk, dv), (q, k, v)))
+
+
+def rotate_halves(x, cos, sin):
+    """RoPE on (B, T, ..., D) by (T, D/2) tables."""
+    cos, sin = (t[None, :, None, None, :] for t in (cos, sin))
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class ReferenceRotaryInPlace(torch.autograd.Function):
+    """quack's apply_rotary_emb_qkv_ on a (B, T, 3, H, D) projection: q and k rotated in place, and
+    their gradient rotated back in backward."""
+
+    @staticmethod
+    def forward(ctx, qkv, cos, sin):
+        ctx.save_for_backward(cos, sin)
+        qkv[:, :, :2] = rotate_halves(qkv[:, :, :2], cos, sin)
+        ctx.mark_dirty(qkv)
+        return qkv
+
+    @staticmethod
+    def backward(ctx, grad):
+        cos, sin = ctx.saved_tensors
+        grad = grad.clone()
+        grad[:, :, :2] = rotate_halves(grad[:, :, :2], cos, -sin)
+        return grad, None, None
+
+
+@pytest.fixture
+def reference_fast_kernels(monkeypatch):
+    """FA4 and quack's RoPE stood in by the references; returns how FA4's backward wrote its grads."""
+    calls = []
+    fa4 = type("ReferenceFA4", (), {"_flash_attn_fwd": staticmethod(reference_fa4_forward), "_flash_attn_bwd": staticmethod(functools.partial(reference_fa4_backward, calls=calls))})
+    monkeypatch.setattr(m, "flash_attn4", fa4)
+    monkeypatch.setattr(m, "quack_rotary_qkv_", ReferenceRotaryInPlace.apply)
+    return calls
+
+
+@pytest.mark.parametrize("window", [0, 8])
+def test_the_packed_path_equals_the_split_path(window, reference_fast_kernels):
+    """FlashAttention4.packed (RoPE in place in the projection, FA4's gradient written into it) gives
+    the output and gradients of SDPA on q, k, v split and rotated apart."""
+    config = dataclasses.replace(m.MODEL_CONFIGS["d12"], n_head=2, n_embd=64, block_size=32)
+    torch.manual_seed(0)
+    attn = m.CausalSelfAttention(config, window)
+    torch.nn.init.normal_(attn.c_attn.bias, std=0.02)
+    x, grad = torch.randn(2, 32, 64), torch.randn(2, 32, 64)
+    results = []
+    for kernel in (m.FlashAttention4(window), m.portable_kernel(window, 32, 32)):
+        attn.kernel = kernel
+        xi = x.clone().requires_grad_()
+        out = attn(xi)
+        out.backward(grad)
+        results.append([out, xi.grad, attn.c_attn.weight.grad, attn.c_attn.bias.grad])
+        attn.zero_grad(set_to_none=True)
+    assert reference_fast_kernels == ["into the given tensors"]  # the packed backward ran, once
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_flash_attn4_custom_ops_trace_with_their_fakes(reference_fast_kernels):
+    """Both custom-op pairs in one graph under torch.compile (their fakes give the shapes, their
+    autograd the gradients), equal to the ops run eagerly and to SDPA."""
+    torch.manual_seed(0)
+    qkv = torch.randn(2, 32, 3, 2, 16, requires_grad=True)
+    grad = torch.randn(2, 32, 2, 16)
+
+    def packed_and_split(qkv):
+        packed = torch.ops.train_gpt2_mod.flash_attn4_packed_forward(qkv, 0)[0]
+        return packed + torch.ops.train_gpt2_mod.flash_attn4_forward(*qkv.unbind(dim=2), 8)[0]
+
+    want = m.sdpa(*qkv.unbind(dim=2)) + m.MaskedSDPA(8)(*qkv.unbind(dim=2))
+    for run in (packed_and_split, torch.compile(packed_and_split, backend="aot_eager", fullgraph=True)):
+        out = run(qkv)
+        (got_grad,) = torch.autograd.grad(out, qkv, grad)
+        (want_grad,) = torch.autograd.grad(want, qkv, grad, retain_graph=True)
+        torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got_grad, want_grad, rtol=1e-4, atol=1e-5)

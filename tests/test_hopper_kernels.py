@@ -2,6 +2,7 @@
 a Hopper or newer GPU (marker `gpu`; skipped where the kernels cannot run)."""
 
 import dataclasses
+import functools
 
 import pytest
 import torch
@@ -47,11 +48,12 @@ def test_flash_attn4_matches_fp32_attention(qk_dim, v_dim, window):
 
 
 @needs_fa4
-def test_flash_attn4_compiles_into_the_model_graph():
+@pytest.mark.parametrize("name", ["d12", "d12_flash_mla"])  # q, k, v packed (with quack) and apart
+def test_flash_attn4_compiles_into_the_model_graph(name):
     """Its custom ops keep the compiled model in one graph: the loss is the only break."""
     torch._dynamo.reset()
     counters.clear()
-    config = dataclasses.replace(m.MODEL_CONFIGS["d12_flash_mla"], n_layer=2, block_size=256)
+    config = dataclasses.replace(m.MODEL_CONFIGS[name], n_layer=2, block_size=256)
     model = m.GPT(config).cuda().set_kernels("auto", "cuda", torch.bfloat16)
     assert {b.attn.kernel.name for b in model.transformer.h} == {"flash-attn 4"}
     idx = torch.randint(0, 50257, (4, 256), device="cuda")
@@ -59,6 +61,34 @@ def test_flash_attn4_compiles_into_the_model_graph():
         _, loss = torch.compile(model, dynamic=False)(idx, idx, return_logits=False)
     loss.backward()
     assert torch.isfinite(loss) and only_the_loss_breaks_the_graph()
+
+
+@pytest.mark.skipif(FA4_REASON is not None or QUACK_REASON is not None, reason="needs flash-attn 4 and quack")
+@pytest.mark.parametrize("window", [0, 256])
+def test_packed_attention_matches_the_split_path(window):
+    """FlashAttention-4 on the packed qkv projection, q and k rotated in place by quack: the output
+    and gradients of the split path (PyTorch's RoPE, then FA4 on q, k, v), compiled, and the same
+    output without grad (validation's path)."""
+    torch.manual_seed(0)
+    attn = m.CausalSelfAttention(m.MODEL_CONFIGS["d12"], window).cuda()
+    x = torch.randn(4, 1024, 768, device="cuda")
+    grad = torch.randn(4, 1024, 768, device="cuda")
+    results = []
+    for split in (True, False):
+        torch._dynamo.reset()
+        attn.kernel = m.FlashAttention4(window)
+        if split:
+            attn.kernel.packed = functools.partial(m.AttentionKernel.packed, attn.kernel)
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = torch.compile(attn, dynamic=False)(xi)
+        out.backward(grad)
+        results.append([out, xi.grad, attn.c_attn.weight.grad, attn.c_attn.bias.grad])
+        attn.zero_grad(set_to_none=True)
+    for a, b in zip(*results):
+        assert relative_error(a, b) < 1e-2
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        assert relative_error(torch.compile(attn, dynamic=False)(x), results[1][0]) < 1e-2
 
 
 def loss_batch(rows=2 * m.LOSS_CHUNK_ROWS + 300, width=768, vocab=50304):

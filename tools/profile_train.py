@@ -1,7 +1,8 @@
 """
 Where a training step's GPU time goes: the trainer's own train_step under torch.profiler, its
 kernels grouped by kind (matmul, attention, fused elementwise and reductions, optimizer, copies),
-the GPU's idle share of the step, and the kernels that take the most time.
+the GPU's idle share of the step, the kernels that take the most time, and how long the first step
+took (torch.compile and the CuTe kernels' JIT).
 
 Flags after -- are the trainer's (model, batch shape, compile, backend, ...). Data: the bundled
 shards, or --input_bin. By default: 15 warm-up steps, 20 timed steps, then 3 under the profiler.
@@ -26,6 +27,7 @@ import train_gpt2_mod as m  # noqa: E402
 # first match wins; inductor's own matmul templates are named triton_tem_*
 KERNEL_KINDS = [
     ("attention", re.compile(r"cudnn|fmha|flash|attention|flex", re.I)),
+    ("RoPE (quack)", re.compile(r"rotary", re.I)),  # a CuTe kernel: its name also says cutlass
     ("matmul", re.compile(r"gemm|nvjet|cutlass|xmma|wgmma|triton_tem|splitK|cublas", re.I)),
     ("optimizer and clipping", re.compile(r"multi_tensor|adam|foreach", re.I)),
     ("fused elementwise and reductions (Triton)", re.compile(r"^triton_")),
@@ -79,7 +81,10 @@ def main():
         previous.tolist()
         return (time.perf_counter() - t0) * 1e3 / n
 
-    run_steps(args.warmup)
+    if args.warmup:  # the first step holds torch.compile and the CuTe kernels' JIT
+        print(f"first step: {run_steps(1) / 1e3:.1f} s")
+        if args.warmup > 1:
+            run_steps(args.warmup - 1)
     # memory: what the forward pass keeps for backward, and the step's peak
     at_rest = torch.cuda.memory_allocated()
     x, y = (t.to(ctx.device) for t in loader.next_batch())
