@@ -41,6 +41,15 @@ def losses(records, key="train_loss"):
     return {r["step"]: r[key] for r in records if key in r}
 
 
+def masked_attention_fp32(q, k, v, window):
+    """The ground truth for the GPU attention kernels: fp32 attention under an explicit causal
+    (window) mask, on (B, T, H, D) tensors."""
+    import train_gpt2_mod as m
+
+    pos = torch.arange(q.size(1), device=q.device)
+    return m.sdpa(q.float(), k.float(), v.float(), m.window_mask(pos, pos, window))
+
+
 LOSS_FUNCTIONS = ("chunked_cross_entropy", "quack_cross_entropy")  # run outside the model's graph
 
 

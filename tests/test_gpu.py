@@ -7,7 +7,7 @@ import torch
 
 from torch._dynamo.utils import counters
 
-from conftest import TINY, losses, only_the_loss_breaks_the_graph, read_metrics, run_trainer
+from conftest import TINY, losses, masked_attention_fp32, only_the_loss_breaks_the_graph, read_metrics, run_trainer
 from train_gpt2_mod import GPT, MODEL_CONFIGS, make_optimizer
 
 pytestmark = pytest.mark.gpu
@@ -119,15 +119,6 @@ def test_trainer_with_compile_learns_on_gpu(tmp_path):
     assert train[30] < train[1] - 2.0
 
 
-def reference_window_attention(q, k, v, window):
-    """fp32 attention with an explicit mask: the ground truth for both GPU paths."""
-    T = q.size(1)
-    pos = torch.arange(T, device=q.device)
-    mask = (pos[None, :] <= pos[:, None]) & (pos[:, None] - pos[None, :] < window)
-    y = torch.nn.functional.scaled_dot_product_attention(*(t.float().transpose(1, 2) for t in (q, k, v)), attn_mask=mask)
-    return y.transpose(1, 2)
-
-
 @pytest.mark.parametrize("T, window", [(1024, 256), (2048, 1000), (512, 1)])
 def test_flash_window_and_flex_attention_agree(T, window):
     import train_gpt2_mod as m
@@ -144,7 +135,7 @@ def test_flash_window_and_flex_attention_agree(T, window):
         return out, dq, dk, dv
 
     flash, flex = run(m.FlashAttention2(window)), run(m.FlexAttention(window))
-    ref = reference_window_attention(q, k, v, window)
+    ref = masked_attention_fp32(q, k, v, window)
     for a, b in zip(flash, flex):
         assert (a.float() - b.float()).norm() / b.float().norm() < 1e-2
     assert (flash[0].float() - ref).norm() / ref.norm() < 1e-2

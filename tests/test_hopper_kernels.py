@@ -9,7 +9,7 @@ import torch
 from torch._dynamo.utils import counters
 
 import train_gpt2_mod as m
-from conftest import only_the_loss_breaks_the_graph
+from conftest import masked_attention_fp32, only_the_loss_breaks_the_graph
 
 pytestmark = pytest.mark.gpu
 
@@ -23,12 +23,6 @@ needs_quack = pytest.mark.skipif(QUACK_REASON is not None, reason=str(QUACK_REAS
 
 def relative_error(a, b):
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
-
-
-def masked_attention_fp32(q, k, v, window):
-    """The ground truth: fp32 attention under an explicit causal (window) mask."""
-    pos = torch.arange(q.size(1), device=q.device)
-    return m.sdpa(q.float(), k.float(), v.float(), m.window_mask(pos, pos, window))
 
 
 @needs_fa4
