@@ -83,6 +83,13 @@ class UsageError(Exception):
     exit_code = 2
 
 
+def usage_error(message):
+    """For the scripts in tools/ and data/: report bad input as the trainer does, in one line on
+    stderr, and exit with code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(UsageError.exit_code)
+
+
 class TrainingStopped(UsageError):
     """A fault met while training (a full disk, a diverging loss): one line that says how to go on,
     exit code 1. The last checkpoint on disk is whole and can be resumed."""

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from train_gpt2_mod import UsageError, shard_token_count  # noqa: E402
+from train_gpt2_mod import UsageError, shard_token_count, usage_error  # noqa: E402
 
 REPO_ID = "kjj0/fineweb10B-gpt2"
 NUM_TRAIN_SHARDS = 103  # fineweb_train_000001.bin ... _000103.bin, 100M tokens each
@@ -31,7 +31,7 @@ def main():
     p.add_argument("num_train_shards", type=int, nargs="?", default=NUM_TRAIN_SHARDS, help=f"train shards to fetch (1 to {NUM_TRAIN_SHARDS})")
     args = p.parse_args()
     if not 1 <= args.num_train_shards <= NUM_TRAIN_SHARDS:
-        sys.exit(f"error: num_train_shards must be between 1 and {NUM_TRAIN_SHARDS}, not {args.num_train_shards}")
+        usage_error(f"num_train_shards must be between 1 and {NUM_TRAIN_SHARDS}, not {args.num_train_shards}")
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:

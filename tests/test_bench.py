@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 TINY_MODEL = ["--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--sequence_length", "32", "--device", "cpu"]
@@ -29,4 +31,15 @@ def test_bench_reports_a_failed_config_and_exits_nonzero():
 
 def test_bench_refuses_an_unknown_config():
     proc = bench("d13")
-    assert proc.returncode == 1 and "unknown model 'd13'" in proc.stderr
+    assert proc.returncode == 2 and "unknown model 'd13'" in proc.stderr
+
+
+def test_bench_refuses_too_few_steps():
+    proc = bench("d12", "--steps", "5")
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: --steps must be at least 20 (the first 10 steps are warm-up)"
+
+
+@pytest.mark.parametrize("flags, message", [(["--timed", "0"], "--timed and --steps must be at least 1"), (["--", "--model", "d13"], "unknown model 'd13'")])
+def test_profile_refuses_bad_flags_before_looking_for_a_gpu(flags, message):
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "profile_train.py"), *flags], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr

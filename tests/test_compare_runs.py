@@ -96,12 +96,12 @@ def test_runs_of_different_setups_are_refused(tmp_path, change, message):
     tokens_per_step = change.pop("tokens_per_step", 256)
     b = fake_run(tmp_path / "b", "d12_post_norm", 1, [10.0, 5.0], tokens_per_step=tokens_per_step, **change)
     proc = compare(tmp_path, str(a), str(b))
-    assert proc.returncode == 1 and f"differ in {message}" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and f"differ in {message}" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_compare_rejects_a_directory_without_a_run(tmp_path):
     proc = compare(tmp_path, str(tmp_path))
-    assert proc.returncode != 0 and "is not a finished run" in proc.stderr
+    assert proc.returncode == 2 and "is not a finished run" in proc.stderr
 
 
 def test_sweep_trains_configs_with_seeds_and_continues_where_it_stopped(tmp_path):

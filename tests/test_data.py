@@ -150,3 +150,8 @@ def test_make_shards_script(tmp_path):
     assert all(shard_token_count(p) <= 8 for p in train)
     assert read_shard(out / "t_val_000000.bin").tolist() == [GPT2_EOT] + enc.encode_ordinary("held out")
     assert SHARD_HEADER_BYTES == 1024
+
+
+def test_fineweb_download_refuses_a_bad_shard_count():
+    proc = subprocess.run([sys.executable, str(REPO / "data" / "cached_fineweb10B.py"), "0"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "num_train_shards must be between 1 and" in proc.stderr

@@ -23,7 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from train_gpt2_mod import MODEL_CONFIGS  # noqa: E402
+from train_gpt2_mod import MODEL_CONFIGS, usage_error  # noqa: E402
 
 
 def run(model, steps, nproc, extra, out_dir):
@@ -61,9 +61,9 @@ def main():
     args = p.parse_args(argv)
     unknown = [m for m in args.models if m not in MODEL_CONFIGS]
     if unknown:
-        sys.exit(f"error: unknown model {unknown[0]!r}; valid names: {', '.join(MODEL_CONFIGS)}")
+        usage_error(f"unknown model {unknown[0]!r}; valid names: {', '.join(MODEL_CONFIGS)}")
     if args.steps < 20:
-        sys.exit("error: --steps must be at least 20 (the first 10 steps are warm-up)")
+        usage_error("--steps must be at least 20 (the first 10 steps are warm-up)")
     # each row as soon as its config is measured, so a run cut short keeps what it measured
     print(f"measured {datetime.date.today()}, {args.steps} steps each, median of the steps after the 10th; batch = B x T x GPUs x accumulation\n")
     print("| config | params | GPU | batch | ms/step | tokens/s | MFU | peak memory (GiB) | first step (s) |")

@@ -234,8 +234,9 @@ def main():
         if not runs:
             raise CompareError("no run directory among the arguments")
         result = compare(runs, args.baseline)
-    except CompareError as e:
-        sys.exit(f"error: {e}")
+    except CompareError as e:  # bad input: exit code 2, as the trainer's
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     text = table(result)
     print(text, end="")
     if args.table:

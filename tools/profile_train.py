@@ -51,9 +51,7 @@ def main():
     p.add_argument("--trace", help="also write a Chrome trace (.json or .json.gz) of the profiled steps")
     args = p.parse_args(argv)
     if args.warmup < 0 or args.timed < 1 or args.steps < 1:
-        sys.exit("error: --warmup must not be negative; --timed and --steps must be at least 1")
-    if not torch.cuda.is_available():
-        sys.exit("error: this profiles GPU kernels; it needs a CUDA GPU")
+        m.usage_error("--warmup must not be negative; --timed and --steps must be at least 1")
     targs = m.build_parser().parse_args(trainer_argv)
     B, T = targs.batch_size, targs.sequence_length
     try:
@@ -62,7 +60,9 @@ def main():
         grad_accum = m.grad_accumulation_steps(targs, 1)
         loader = m.DistributedTokenLoader(m.find_shards(targs.input_bin, "--input_bin"), B, T, 0, 1)
     except m.UsageError as e:
-        sys.exit(f"error: {e}")
+        m.usage_error(e)
+    if not torch.cuda.is_available():
+        sys.exit("error: this profiles GPU kernels; it needs a CUDA GPU")
     ctx = m.setup_context(targs)
     raw_model, optimizer = m.build_model(targs, ctx, config)  # the trainer's own, seeded, with its kernels
     model = m.compile_model(raw_model, targs.recompute) if targs.compile else raw_model
