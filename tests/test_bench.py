@@ -1,5 +1,6 @@
-"""tools/bench_train.py on CPU: a row per config, and a failed run reported in its row."""
+"""tools/bench_train.py on CPU: a row per config (and variant, in turn), a failed run reported in its\nrow, and bad flags refused; tools/profile_train.py's bad flags refused."""
 
+import json
 import subprocess
 import sys
 
@@ -29,14 +30,29 @@ def test_bench_reports_a_failed_config_and_exits_nonzero():
     assert "--learning_rate must be positive" in proc.stderr
 
 
+def test_bench_runs_variants_in_turn_and_summarizes_them(tmp_path):
+    out = tmp_path / "runs.json"
+    proc = bench("d12", "--steps", "20", "--variant", "", "--variant", "--n_embd 64", "--repeat", "2", "--json", str(out), "--", *TINY_MODEL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split(" | ")[0] for line in proc.stdout.split("\n\n")[1].splitlines() if line.startswith("| d12")]
+    assert rows == ["| d12", "| d12 --n_embd 64", "| d12", "| d12 --n_embd 64"]  # in turn, not one side then the other
+    summary = proc.stdout.split("\n\n")[2].splitlines()
+    assert summary[0] == "| config | runs | median tokens/s | range | vs first |"
+    assert [line.split(" | ")[:2] for line in summary[2:]] == [["| d12", "2"], ["| d12 --n_embd 64", "2"]]
+    assert summary[2].endswith(" | 1.000x |")
+    records = json.loads(out.read_text())
+    assert [(r["variant"], r["config"]["n_embd"]) for r in records] == [("", 32), ("--n_embd 64", 64)] * 2  # the variant's flags win
+
+
 def test_bench_refuses_an_unknown_config():
     proc = bench("d13")
     assert proc.returncode == 2 and "unknown model 'd13'" in proc.stderr
 
 
-def test_bench_refuses_too_few_steps():
-    proc = bench("d12", "--steps", "5")
-    assert proc.returncode == 2 and proc.stderr.strip() == "error: --steps must be at least 20 (the first 10 steps are warm-up)"
+@pytest.mark.parametrize("flags, message", [(["--steps", "5"], "--steps must be at least 20 (the first 10 steps are warm-up)"), (["--repeat", "0"], "--repeat must be at least 1, not 0")])
+def test_bench_refuses_bad_flags(flags, message):
+    proc = bench("d12", *flags)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: {message}"
 
 
 @pytest.mark.parametrize("flags, message", [(["--timed", "0"], "--timed and --steps must be at least 1"), (["--", "--model", "d13"], "unknown model 'd13'")])

@@ -90,6 +90,24 @@ def test_equal_training_time_interpolates_and_leaves_out_the_compile(tmp_path, c
     assert result["configs"]["d12_flash_mla"]["at_time"]["mean"] == pytest.approx(5.75)  # 3 s: between step 2 (2 s) and 4 (6 s)
 
 
+def test_group_by_splits_a_config_by_a_flag(tmp_path):
+    """Runs of one config under two --kernels choices: without --group_by they are one group of four
+    seeds; with it, two groups compared with each other."""
+    dirs = [fake_run(tmp_path / f"{k}{s}", "d12", s, [10.0, 6.0, loss + 0.01 * s], kernels=k) for k, loss in (("pytorch", 5.0), ("auto", 4.0)) for s in range(2)]
+    proc = compare(tmp_path, *map(str, dirs), "--json", "one.json")
+    assert proc.returncode == 0, proc.stderr
+    assert list(json.loads((tmp_path / "one.json").read_text())["configs"]) == ["d12"]
+    proc = compare(tmp_path, *map(str, dirs), "--group_by", "kernels", "--baseline", "d12 --kernels pytorch", "--json", "two.json")
+    assert proc.returncode == 0, proc.stderr
+    configs = json.loads((tmp_path / "two.json").read_text())["configs"]
+    assert list(configs) == ["d12 --kernels pytorch", "d12 --kernels auto"]
+    assert configs["d12 --kernels auto"]["seeds"] == [0, 1]
+    assert configs["d12 --kernels auto"]["vs_baseline"]["at_tokens"]["difference"] == pytest.approx(-1.0)
+    assert "| d12 --kernels auto |" in proc.stdout
+    proc = compare(tmp_path, *map(str, dirs), "--group_by", "kernal")
+    assert proc.returncode == 2 and "--group_by kernal: no run has a flag --kernal" in proc.stderr
+
+
 @pytest.mark.parametrize("change, message", [(dict(tokens_per_step=512), "tokens per step"), (dict(sequence_length=128), "--sequence_length"), (dict(input_bin="other"), "--input_bin")])
 def test_runs_of_different_setups_are_refused(tmp_path, change, message):
     a = fake_run(tmp_path / "a", "d12", 1, [10.0, 5.0])

@@ -7,15 +7,23 @@ time after the compile and warm-up steps) goes into a markdown table. With no co
 named config runs; one that fails (out of memory, say) gets a row saying so and the others go on.
 Flags after -- go to every run.
 
+Two runs of one config on one GPU can differ by a few percent, so a comparison wants several runs
+of each side, taken in turn on one machine: --variant adds a set of trainer flags to compare (each
+config runs under each variant), and --repeat runs the whole set again, in the same order. A
+summary then gives each config and variant's median tokens/s, its range, and its ratio to the first.
+
     python tools/bench_train.py -- --batch_size 32 --sequence_length 1024 --compile 1
     python tools/bench_train.py d12 d12_post_norm -- --batch_size 32 --sequence_length 1024 --compile 1
     python tools/bench_train.py d12 --nproc 2 -- --batch_size 32 --compile 1
+    python tools/bench_train.py d12 --variant "" --variant "--kernels pytorch" --repeat 3 -- --compile 1
 """
 
 import argparse
 import datetime
 import json
 import os
+import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,16 +45,39 @@ def run(model, steps, nproc, extra, out_dir):
     return json.loads((Path(out_dir) / "run.json").read_text())
 
 
+def label(info):
+    """The config, and the variant's flags where there are any."""
+    return " ".join(filter(None, (info["model"], info.get("variant"))))
+
+
 def row(info):
     if "failed" in info:
-        return f"| {info['model']} | failed: {info['failed']} | | | | | | | |"
+        return f"| {label(info)} | failed: {info['failed']} | | | | | | | |"
     s = info["summary"]
     args = info["args"]
     batch = f"{args['batch_size']}x{args['sequence_length']}x{info['world_size']}x{info['grad_accumulation_steps']}"
     mfu = f"{100 * s['mfu']:.1f}%" if s["mfu"] is not None else "-"
     mem = f"{s['peak_memory_gib']:.2f}" if s["peak_memory_gib"] is not None else "-"
     first = f"{s['first_step_s']:.1f}" if "first_step_s" in s else "-"  # not in runs before 1.6.0
-    return f"| {info['model']} | {info['num_params'] / 1e6:.1f}M | {info['device']} x{info['world_size']} | {batch} | {s['median_step_ms']:.1f} | {s['tokens_per_s']:,.0f} | {mfu} | {mem} | {first} |"
+    return f"| {label(info)} | {info['num_params'] / 1e6:.1f}M | {info['device']} x{info['world_size']} | {batch} | {s['median_step_ms']:.1f} | {s['tokens_per_s']:,.0f} | {mfu} | {mem} | {first} |"
+
+
+def summary(infos):
+    """Per config and variant, in the order they first ran: runs, median tokens/s, range, and the
+    median's ratio to the first one's."""
+    speeds = {}
+    for info in infos:
+        speeds.setdefault(label(info), []).extend([] if "failed" in info else [info["summary"]["tokens_per_s"]])
+    medians = {name: statistics.median(values) for name, values in speeds.items() if values}
+    first = medians.get(next(iter(speeds)))
+    lines = ["| config | runs | median tokens/s | range | vs first |", "| --- | --- | --- | --- | --- |"]
+    for name, values in speeds.items():
+        if name not in medians:
+            lines.append(f"| {name} | 0 | | | |")
+            continue
+        ratio = f"{medians[name] / first:.3f}x" if first else "-"
+        lines.append(f"| {name} | {len(values)} | {medians[name]:,.0f} | {min(values):,.0f}-{max(values):,.0f} | {ratio} |")
+    return "\n".join(lines)
 
 
 def main():
@@ -57,6 +88,8 @@ def main():
     p.add_argument("models", nargs="*", default=list(MODEL_CONFIGS), help="named configs to measure (default: all)")
     p.add_argument("--steps", type=int, default=40, help="training steps per config (the summary leaves out the first 10)")
     p.add_argument("--nproc", type=int, default=1, help="processes (GPUs) per run")
+    p.add_argument("--variant", action="append", default=None, help="trainer flags of one variant, after those after -- (repeat it to compare several; \"\" is none)")
+    p.add_argument("--repeat", type=int, default=1, help="runs of each config and variant, taken in turn")
     p.add_argument("--json", help="also write the runs' run.json records to this file")
     args = p.parse_args(argv)
     unknown = [m for m in args.models if m not in MODEL_CONFIGS]
@@ -64,17 +97,24 @@ def main():
         usage_error(f"unknown model {unknown[0]!r}; valid names: {', '.join(MODEL_CONFIGS)}")
     if args.steps < 20:
         usage_error("--steps must be at least 20 (the first 10 steps are warm-up)")
+    if args.repeat < 1:
+        usage_error(f"--repeat must be at least 1, not {args.repeat}")
+    variants = args.variant or [""]
     # each row as soon as its config is measured, so a run cut short keeps what it measured
     print(f"measured {datetime.date.today()}, {args.steps} steps each, median of the steps after the 10th; batch = B x T x GPUs x accumulation\n")
     print("| config | params | GPU | batch | ms/step | tokens/s | MFU | peak memory (GiB) | first step (s) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
     infos = []
     with tempfile.TemporaryDirectory() as tmp:
-        for model in args.models:
-            infos.append(run(model, args.steps, args.nproc, extra, Path(tmp) / model))
-            print(row(infos[-1]), flush=True)
-            if args.json:
-                Path(args.json).write_text(json.dumps(infos, indent=2) + "\n")
+        for _ in range(args.repeat):
+            for model in args.models:
+                for variant in variants:
+                    infos.append(dict(run(model, args.steps, args.nproc, [*extra, *shlex.split(variant)], Path(tmp) / "run"), variant=variant))
+                    print(row(infos[-1]), flush=True)
+                    if args.json:
+                        Path(args.json).write_text(json.dumps(infos, indent=2) + "\n")
+    if args.repeat > 1 or len(variants) > 1:
+        print(f"\n{summary(infos)}")
     if any("failed" in info for info in infos):
         sys.exit(1)
 

@@ -6,8 +6,11 @@ difference of the means, its 95% Welch t-interval and a verdict (better, worse, 
 distinguishable at this many seeds). Writes a markdown table (printed either way), the same numbers
 as JSON, and a PNG of the loss curves (each config's mean, with a band for the interval where it has
 several runs). Reads each run directory's metrics.jsonl and run.json (written by train_gpt2_mod.py).
+--group_by FLAG splits a config's runs by that trainer flag's value, to compare one config under,
+say, two --kernels choices.
 
     python tools/compare_runs.py runs/sweep/*/* --baseline d12 --plot compare.png --table compare.md --json compare.json
+    python tools/compare_runs.py runs/kernels/* --group_by kernels --baseline "d12 --kernels pytorch"
 """
 
 import argparse
@@ -50,7 +53,7 @@ def load_run(run_dir):
     compiled_by = next((r["train_time_s"] for r in train if r["step"] == 1), 0.0)
     for r in records:
         r["time_s"] = max(0.0, r["train_time_s"] - compiled_by)  # training time after the first step
-    return {"dir": run_dir, "info": info, "train": train, "val": val}
+    return {"dir": run_dir, "info": info, "train": train, "val": val, "group": info["model"]}
 
 
 def check_comparable(runs):
@@ -103,10 +106,20 @@ def difference(a, b):
     return {"difference": diff, "half_width": half, "df": df, "verdict": verdict}
 
 
+def name_groups(runs, group_by):
+    """Name each run's group: its config, and its value of each --group_by flag (so that runs of one
+    config under, say, two --kernels choices are compared as two groups)."""
+    for flag in group_by:
+        if not any(flag in run["info"]["args"] for run in runs):
+            raise CompareError(f"--group_by {flag}: no run has a flag --{flag}")
+    for run in runs:
+        run["group"] = " ".join([run["info"]["model"], *(f"--{flag} {run['info']['args'].get(flag)}" for flag in group_by)])
+
+
 def group_runs(runs):
     groups = {}
     for run in runs:
-        groups.setdefault(run["info"]["model"], []).append(run)
+        groups.setdefault(run["group"], []).append(run)
     return groups
 
 
@@ -118,7 +131,7 @@ def compare(runs, baseline):
     seconds = min(run["val"][-1]["time_s"] for run in runs)
     groups = group_runs(runs)
     if baseline is not None and baseline not in groups:
-        raise CompareError(f"--baseline {baseline}: no run of that config among {', '.join(groups)}")
+        raise CompareError(f"--baseline {baseline}: no run of that config among {', '.join(map(repr, groups))}")
     result = {"tokens": tokens, "time_s": seconds, "baseline": baseline, "configs": {}}
     for name, members in groups.items():
         summaries = [m["info"].get("summary") or {} for m in members]
@@ -219,7 +232,8 @@ def plot(runs, result, path, title):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument("runs", nargs="+", help="run directories (each with metrics.jsonl and run.json)")
-    p.add_argument("--baseline", help="the config the others are compared against (its name, e.g. d12)")
+    p.add_argument("--baseline", help="the config the others are compared against (its name, e.g. d12; with --group_by, as the table names it, e.g. 'd12 --kernels pytorch')")
+    p.add_argument("--group_by", action="append", default=[], help="a trainer flag (e.g. kernels) whose values split a config's runs into groups of their own (repeat it for several)")
     p.add_argument("--plot", help="write the loss curves to this PNG")
     p.add_argument("--table", help="write the markdown table to this file (it is printed either way)")
     p.add_argument("--json", help="write the numbers to this JSON file")
@@ -233,6 +247,7 @@ def main():
         runs = [load_run(d) for d in args.runs if not Path(d).is_file()]
         if not runs:
             raise CompareError("no run directory among the arguments")
+        name_groups(runs, [flag.removeprefix("--") for flag in args.group_by])
         result = compare(runs, args.baseline)
     except CompareError as e:  # bad input: exit code 2, as the trainer's
         print(f"error: {e}", file=sys.stderr)
