@@ -1,4 +1,5 @@
-"""tools/bench_train.py on CPU: a row per config (and variant, in turn), a failed run reported in its\nrow, and bad flags refused; tools/profile_train.py's bad flags refused."""
+"""tools/bench_train.py on CPU: a row per config (and variant, in turn), a failed run reported in its
+row, and bad flags refused; tools/profile_train.py's bad flags refused."""
 
 import json
 import subprocess
@@ -11,8 +12,12 @@ from conftest import REPO
 TINY_MODEL = ["--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--sequence_length", "32", "--device", "cpu"]
 
 
+def tool(name, *args):
+    return subprocess.run([sys.executable, str(REPO / "tools" / name), *args], capture_output=True, text=True, timeout=600)
+
+
 def bench(*args):
-    return subprocess.run([sys.executable, str(REPO / "tools" / "bench_train.py"), *args], capture_output=True, text=True, timeout=600)
+    return tool("bench_train.py", *args)
 
 
 def test_bench_prints_a_row_per_config():
@@ -57,5 +62,5 @@ def test_bench_refuses_bad_flags(flags, message):
 
 @pytest.mark.parametrize("flags, message", [(["--timed", "0"], "--timed and --steps must be at least 1"), (["--", "--model", "d13"], "unknown model 'd13'")])
 def test_profile_refuses_bad_flags_before_looking_for_a_gpu(flags, message):
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "profile_train.py"), *flags], capture_output=True, text=True, timeout=600)
+    proc = tool("profile_train.py", *flags)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr

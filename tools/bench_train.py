@@ -67,7 +67,9 @@ def summary(infos):
     median's ratio to the first one's."""
     speeds = {}
     for info in infos:
-        speeds.setdefault(label(info), []).extend([] if "failed" in info else [info["summary"]["tokens_per_s"]])
+        values = speeds.setdefault(label(info), [])  # a failed run's config is listed, with no value
+        if "failed" not in info:
+            values.append(info["summary"]["tokens_per_s"])
     medians = {name: statistics.median(values) for name, values in speeds.items() if values}
     first = medians.get(next(iter(speeds)))
     lines = ["| config | runs | median tokens/s | range | vs first |", "| --- | --- | --- | --- | --- |"]
