@@ -172,6 +172,8 @@ class GPTConfig:
             raise UsageError(f"head_dim = n_embd / n_head = {self.n_embd // self.n_head} must be even for rotary embeddings")
         if self.use_flash_mla and (self.qk_rope_head_dim % 2 or min(self.kv_lora_rank, self.qk_nope_head_dim, self.qk_rope_head_dim, self.v_head_dim) < 1 or self.q_lora_rank < 0):
             raise UsageError("MLA needs positive kv_lora_rank, qk_nope_head_dim, v_head_dim, an even qk_rope_head_dim, and q_lora_rank >= 0")
+        if not self.rope_theta > 0:
+            raise UsageError(f"rope_theta must be positive, not {self.rope_theta}")
         if self.sliding_window < 0 or self.global_attn_every < 0:
             raise UsageError("sliding_window and global_attn_every must not be negative")
         if self.global_attn_every and not self.sliding_window:
@@ -1331,14 +1333,17 @@ def config_from_checkpoint(checkpoint):
     return GPTConfig(**{k: v for k, v in checkpoint["config"].items() if k in fields})
 
 
-def resolve_resume_path(resume_from, output_dir):
+def resolve_resume_path(resume_from, output_dir, flag="--resume_from"):
+    """The checkpoint file that flag's value names: a path, or 'latest' in output_dir."""
     if resume_from == "latest":
         found = list_checkpoints(output_dir)
         if not found:
-            raise UsageError(f"--resume_from latest: no checkpoint (ckpt_*.pt) in {output_dir}")
+            raise UsageError(f"{flag} latest: no checkpoint (ckpt_*.pt) in {output_dir}")
         return found[-1]
+    if Path(resume_from).is_dir():
+        raise UsageError(f"{flag} {resume_from}: is a folder, not a checkpoint: give its ckpt_*.pt file, or latest with --output_dir {resume_from}")
     if not Path(resume_from).is_file():
-        raise UsageError(f"--resume_from {resume_from}: no such file")
+        raise UsageError(f"{flag} {resume_from}: no such file")
     return Path(resume_from)
 
 
@@ -2058,6 +2063,14 @@ def train(args):
 # Command line
 
 
+def finite_float(text):
+    """A float flag's value: a NaN or infinite one would only show later, as a diverged run."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, not {text!r}")
+    return value
+
+
 def parse_bool(text):
     if text.lower() in ("1", "true", "yes"):
         return True
@@ -2079,19 +2092,19 @@ def build_parser():
     p.add_argument("--input_bin", default=str(shakespeare / "shakespeare_train_*.bin"), help="glob of training shards")
     p.add_argument("--input_val_bin", default=str(shakespeare / "shakespeare_val_*.bin"), help="glob of val shards ('' for no validation)")
     p.add_argument("--output_dir", default="out", help="where metrics.jsonl, run.json and checkpoints go")
-    p.add_argument("--overwrite", type=int, default=0, help="1: start a new run in an output_dir that already holds one")
+    p.add_argument("--overwrite", type=int, default=0, choices=[0, 1], help="1: start a new run in an output_dir that already holds one")
     p.add_argument("--model", default="d12", help=f"named config: {', '.join(MODEL_CONFIGS)}")
     p.add_argument("--batch_size", type=int, default=32, help="micro-batch size per rank, in sequences")
     p.add_argument("--sequence_length", type=int, default=1024, help="tokens per sequence (at most block_size)")
     p.add_argument("--total_batch_size", type=int, default=0, help="tokens per optimizer step; sets gradient accumulation (0: one micro-batch per rank)")
     p.add_argument("--grad_accumulation_steps", type=int, default=0, help="micro-batches per optimizer step (0: from --total_batch_size)")
     p.add_argument("--num_iterations", type=int, default=1000, help="optimizer steps")
-    p.add_argument("--learning_rate", type=float, default=6e-4, help="peak learning rate")
+    p.add_argument("--learning_rate", type=finite_float, default=6e-4, help="peak learning rate")
     p.add_argument("--warmup_iters", type=int, default=100, help="steps of linear warmup")
-    p.add_argument("--learning_rate_decay_frac", type=float, default=0.0, help="final learning rate as a fraction of the peak")
+    p.add_argument("--learning_rate_decay_frac", type=finite_float, default=0.0, help="final learning rate as a fraction of the peak")
     p.add_argument("--warmdown_iters", type=int, default=0, help=">0: trapezoidal schedule, decaying linearly over the last N steps (else cosine)")
-    p.add_argument("--weight_decay", type=float, default=0.1, help="AdamW weight decay on matrices and embeddings")
-    p.add_argument("--grad_clip", type=float, default=1.0, help="gradient norm clip (0: off)")
+    p.add_argument("--weight_decay", type=finite_float, default=0.1, help="AdamW weight decay on matrices and embeddings")
+    p.add_argument("--grad_clip", type=finite_float, default=1.0, help="gradient norm clip (0: off)")
     p.add_argument("--val_loss_every", type=int, default=250, help="validate every N steps (0: only at the end)")
     p.add_argument("--val_tokens", type=int, default=10_485_760, help="val tokens to score (the standard FineWeb val: 10,485,760), or all the val data if fewer")
     p.add_argument("--val_max_steps", type=int, default=0, help=">0: at most N val batches per rank (quick checks)")
@@ -2101,24 +2114,25 @@ def build_parser():
     p.add_argument("--sample_from", default="", help="only sample: a checkpoint (or 'latest' in --output_dir) to continue --prompt from")
     p.add_argument("--prompt", default="", help="with --sample_from: the text to continue ('': from <|endoftext|>)")
     p.add_argument("--top_k", type=int, default=40, help="with --sample_from: sample from the k most likely tokens (0: all)")
-    p.add_argument("--temperature", type=float, default=1.0, help="with --sample_from: softmax temperature")
+    p.add_argument("--temperature", type=finite_float, default=1.0, help="with --sample_from: softmax temperature")
     p.add_argument("--save_every", type=int, default=0, help="checkpoint every N steps (always at the end)")
     p.add_argument("--keep_last", type=int, default=0, help=">0: keep only the newest N checkpoints in --output_dir (0: keep all)")
     p.add_argument("--resume_from", default="", help="checkpoint to continue from, or 'latest' in --output_dir")
-    p.add_argument("--compile", type=int, default=0, help="1: torch.compile the model")
+    p.add_argument("--compile", type=int, default=0, choices=[0, 1], help="1: torch.compile the model")
     p.add_argument("--attn_backend", default="auto", choices=list(KERNEL_CHOICES), help="attention kernels: auto (the fastest measured that runs here), flash_attn (the flash-attn package, or an error), sdpa (PyTorch's)")
     p.add_argument("--kernels", default="auto", choices=list(FUSED_CHOICES), help="MLP and loss kernels: auto (quack's fused ones on Hopper and newer in bf16 where installed), pytorch (PyTorch's own, for attention too under --attn_backend auto)")
     p.add_argument("--recompute", type=int, default=0, choices=[0, 1], help="1 (with --compile 1): keep fewer activations for backward and recompute the rest (less memory, a little slower: README.md has the figures)")
     p.add_argument("--dtype", default="", choices=["", "float32", "bfloat16"], help="autocast dtype ('': bfloat16 on CUDA, float32 on CPU)")
     p.add_argument("--device", default="", choices=["", "cpu", "cuda"], help="'': CUDA when available")
     p.add_argument("--seed", type=int, default=1337, help="seed for initialization")
-    p.add_argument("--log_wandb", type=int, default=0, help="1: also log to Weights & Biases")
+    p.add_argument("--log_wandb", type=int, default=0, choices=[0, 1], help="1: also log to Weights & Biases")
     p.add_argument("--hellaswag_every", type=int, default=0, help="HellaSwag accuracy every N steps and at the end (0: never)")
     p.add_argument("--hellaswag_file", default=str(HELLASWAG_FILE), help="HellaSwag val jsonl (python data/hellaswag.py fetches it)")
-    p.add_argument("--eval_only", type=int, default=0, help="1: only evaluate --resume_from's checkpoint (val loss and HellaSwag), then exit")
+    p.add_argument("--eval_only", type=int, default=0, choices=[0, 1], help="1: only evaluate --resume_from's checkpoint (val loss and HellaSwag), then exit")
     overrides = p.add_argument_group("model config overrides (GPTConfig fields; see their declaration)")
     for field in dataclasses.fields(GPTConfig):
-        overrides.add_argument(f"--{field.name}", type=parse_bool if field.type is bool else field.type, default=None, help="(default: from --model)")
+        kind = {bool: parse_bool, float: finite_float}.get(field.type, field.type)
+        overrides.add_argument(f"--{field.name}", type=kind, default=None, help="(default: from --model)")
     return p
 
 
@@ -2166,6 +2180,8 @@ def check_args(args):
         raise UsageError(f"--sample_length {args.sample_length} + the <|endoftext|> prompt exceed block_size {config.block_size}")
     if args.sequence_length > config.block_size and not args.eval_only:  # --eval_only checks the checkpoint's
         raise UsageError(f"--sequence_length {args.sequence_length} is longer than the model's block_size {config.block_size}: lower it or raise --block_size")
+    if not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed must be between 0 and 2**32 - 1, not {args.seed}")
     if args.learning_rate <= 0:
         raise UsageError(f"--learning_rate must be positive, not {args.learning_rate}")
     if not 0.0 <= args.learning_rate_decay_frac <= 1.0:
@@ -2226,7 +2242,7 @@ def eval_checkpoint(args, given):
 
 def sample_from_checkpoint(args):
     """--sample_from: print a continuation of --prompt from a saved model, then exit."""
-    checkpoint = load_checkpoint(resolve_resume_path(args.sample_from, args.output_dir))
+    checkpoint = load_checkpoint(resolve_resume_path(args.sample_from, args.output_dir, "--sample_from"))
     ctx = setup_context(args)
     model = model_from_checkpoint(checkpoint, args, ctx).eval()
     encoding = gpt2_encoding()

@@ -5,6 +5,7 @@ train_gpt2_mod.py --hellaswag_every N or --eval_only 1.
     python data/hellaswag.py
 """
 
+import argparse
 import sys
 import urllib.request
 from pathlib import Path
@@ -15,6 +16,7 @@ NUM_EXAMPLES = 10042
 
 
 def main():
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()  # only --help
     if DEST.exists() and sum(1 for line in DEST.open() if line.strip()) == NUM_EXAMPLES:
         print(f"{DEST}: already here")
         return

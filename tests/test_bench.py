@@ -1,5 +1,5 @@
 """tools/bench_train.py on CPU: a row per config (and variant, in turn), a failed run reported in its
-row, and bad flags refused; tools/profile_train.py's bad flags refused."""
+row, and bad flags refused; the GPU tools' bad flags refused before they look for a GPU."""
 
 import json
 import subprocess
@@ -54,7 +54,7 @@ def test_bench_refuses_an_unknown_config():
     assert proc.returncode == 2 and "unknown model 'd13'" in proc.stderr
 
 
-@pytest.mark.parametrize("flags, message", [(["--steps", "5"], "--steps must be at least 20 (the first 10 steps are warm-up)"), (["--repeat", "0"], "--repeat must be at least 1, not 0")])
+@pytest.mark.parametrize("flags, message", [(["--steps", "5"], "--steps must be at least 20 (the first 10 steps are warm-up)"), (["--repeat", "0"], "--repeat must be at least 1, not 0"), (["--nproc", "0"], "--nproc must be at least 1, not 0")])
 def test_bench_refuses_bad_flags(flags, message):
     proc = bench("d12", *flags)
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: {message}"
@@ -64,3 +64,16 @@ def test_bench_refuses_bad_flags(flags, message):
 def test_profile_refuses_bad_flags_before_looking_for_a_gpu(flags, message):
     proc = tool("profile_train.py", *flags)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "name, flags, message",
+    [
+        ("bench_attention.py", ["--batch", "0"], "--batch, --seq_len and --heads must be at least 1"),
+        ("sliding_window_memory.py", ["--window", "0"], "--window, --seq_lens, --tokens and --reps must be at least 1"),
+        ("sliding_window_memory.py", ["--seq_lens", "1024", "-5"], "--window, --seq_lens, --tokens and --reps must be at least 1"),
+    ],
+)
+def test_gpu_benchmarks_refuse_bad_flags_before_looking_for_a_gpu(name, flags, message):
+    proc = tool(name, *flags)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: {message}"

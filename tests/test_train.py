@@ -99,6 +99,17 @@ def test_run_sh_passes_flags_and_resumes(tmp_path):
         (["--resume_from", "latest"], "no checkpoint"),
         (["--warmup_iters", "500", "--num_iterations", "100"], "exceed --num_iterations"),
         (["--recompute", "1"], "--recompute 1 works through torch.compile: add --compile 1"),
+        (["--learning_rate", "nan"], "argument --learning_rate: expected a finite number, not 'nan'"),
+        (["--weight_decay", "inf"], "argument --weight_decay: expected a finite number, not 'inf'"),
+        (["--rope_theta", "0"], "rope_theta must be positive, not 0.0"),
+        (["--seed", "-1"], "--seed must be between 0 and 2**32 - 1, not -1"),
+        (["--seed", str(2**32)], "--seed must be between 0 and 2**32 - 1, not 4294967296"),
+        (["--compile", "2"], "argument --compile: invalid choice: 2 (choose from 0, 1)"),
+        (["--overwrite", "5"], "argument --overwrite: invalid choice: 5 (choose from 0, 1)"),
+        (["--eval_only", "3", "--resume_from", "latest"], "argument --eval_only: invalid choice: 3 (choose from 0, 1)"),
+        (["--sample_from", "/nonexistent.pt"], "--sample_from /nonexistent.pt: no such file"),
+        (["--sample_from", "."], "--sample_from .: is a folder, not a checkpoint: give its ckpt_*.pt file, or latest with --output_dir ."),
+        (["--sample_from", "latest"], "--sample_from latest: no checkpoint (ckpt_*.pt) in"),
     ],
 )
 def test_bad_input_fails_clearly(tmp_path, flags, message):

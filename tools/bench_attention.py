@@ -35,6 +35,8 @@ def main():
     p.add_argument("--seq_len", type=int, default=1024)
     p.add_argument("--heads", type=int, default=12)
     args = p.parse_args()
+    if min(args.batch, args.seq_len, args.heads) < 1:
+        m.usage_error("--batch, --seq_len and --heads must be at least 1")
     if not torch.cuda.is_available():
         sys.exit("error: this times CUDA kernels; it needs a CUDA GPU")
     kernels = {

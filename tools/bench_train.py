@@ -99,6 +99,8 @@ def main():
         usage_error(f"unknown model {unknown[0]!r}; valid names: {', '.join(MODEL_CONFIGS)}")
     if args.steps < 20:
         usage_error("--steps must be at least 20 (the first 10 steps are warm-up)")
+    if args.nproc < 1:
+        usage_error(f"--nproc must be at least 1, not {args.nproc}")
     if args.repeat < 1:
         usage_error(f"--repeat must be at least 1, not {args.repeat}")
     variants = args.variant or [""]

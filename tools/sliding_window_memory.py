@@ -90,6 +90,8 @@ def main():
     p.add_argument("--reps", type=int, default=20, help="timed repetitions per row (median)")
     p.add_argument("--json", help="also write the rows to this file")
     args = p.parse_args()
+    if min(args.window, *args.seq_lens, args.tokens, args.reps) < 1:
+        m.usage_error("--window, --seq_lens, --tokens and --reps must be at least 1")
     if not torch.cuda.is_available():
         sys.exit("error: this measures GPU memory and time; it needs a CUDA GPU")
     variants = [Variant("causal, SDPA", 0, "sdpa"), Variant(f"window {args.window}, flex_attention", args.window, "sdpa")]
