@@ -1279,7 +1279,7 @@ def set_rng_states(states):
         torch.cuda.set_rng_state(states["cuda"])
 
 
-def save_checkpoint(path, model, optimizer, step, train_time, loader, config, args, tokens_per_step):
+def save_checkpoint(path, model, optimizer, step, train_time, loader, config, args, tokens_per_step, tokens):
     """Written through atomic_write: a crash, an interrupt or a full disk never leaves a half-written
     checkpoint or a partial temporary file."""
     state = {
@@ -1292,6 +1292,7 @@ def save_checkpoint(path, model, optimizer, step, train_time, loader, config, ar
         "config": dataclasses.asdict(config),
         "args": vars(args),
         "tokens_per_step": tokens_per_step,
+        "tokens": tokens,  # trained on through step, whatever the tokens per step were on the way
     }
     with atomic_write(path) as f:
         torch.save(state, f)
@@ -1845,7 +1846,7 @@ class TrainingRun:
     step's time runs from when the GPU could start it (its launch, or the end of the step before) to
     when its loss was read. Rank 0 logs and saves."""
 
-    def __init__(self, args, ctx, config, model, optimizer, loader, val_tokens, hellaswag, start_step=0, train_time=0.0):
+    def __init__(self, args, ctx, config, model, optimizer, loader, val_tokens, hellaswag, start_step=0, train_time=0.0, start_tokens=0):
         self.args, self.ctx, self.config, self.raw_model, self.optimizer, self.loader = args, ctx, config, model, optimizer, loader
         self.val_tokens, self.hellaswag = val_tokens, hellaswag
         self.model = compile_model(model, args.recompute) if args.compile else model  # evaluation runs it too
@@ -1860,7 +1861,7 @@ class TrainingRun:
         self.device_name = torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else "cpu"
         self.peak_flops = gpu_peak_flops(self.device_name) if ctx.device.type == "cuda" and ctx.dtype == torch.bfloat16 else None
         self.encoding = gpt2_encoding() if (ctx.master and args.sample_every > 0) or hellaswag else None
-        self.start_step, self.train_time, self.step_times = start_step, train_time, []
+        self.start_step, self.start_tokens, self.train_time, self.step_times = start_step, start_tokens, train_time, []
         self.pending, self.last_read = None, 0.0  # the step launched and not yet read; when the last was read
         self.metrics = self.wandb_run = None
 
@@ -1911,11 +1912,16 @@ class TrainingRun:
 
     def log(self, record, line):
         if self.ctx.master:
-            record.update(tokens=record["step"] * self.tokens_per_step, train_time_s=self.train_time)
+            record.update(tokens=self.tokens_at(record["step"]), train_time_s=self.train_time)
             self.metrics.write(record)
             if self.wandb_run is not None:
                 self.wandb_run.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
             print(line, flush=True)
+
+    def tokens_at(self, step):
+        """Tokens trained on through step: the resumed checkpoint's, then this run's tokens per step
+        (which a branch may have changed)."""
+        return self.start_tokens + (step - self.start_step) * self.tokens_per_step
 
     def read_pending(self):
         """Wait for the step in flight, log it, and stop on a diverged loss: checked before that
@@ -1976,7 +1982,7 @@ class TrainingRun:
 
     def save(self, step):
         path = checkpoint_path(self.args.output_dir, step)
-        save_checkpoint(path, self.raw_model, self.optimizer, step, self.train_time, self.loader, self.config, self.args, self.tokens_per_step)
+        save_checkpoint(path, self.raw_model, self.optimizer, step, self.train_time, self.loader, self.config, self.args, self.tokens_per_step, self.tokens_at(step))
         print(f"saved {path}", flush=True)
         if self.args.keep_last:
             for old in list_checkpoints(self.args.output_dir)[: -self.args.keep_last]:
@@ -2036,19 +2042,21 @@ def build_model(args, ctx, config):
 
 
 def restore(checkpoint, model, optimizer):
-    """The model, the optimizer and the RNGs as the checkpoint saved them; returns its step and
-    train time."""
+    """The model, the optimizer and the RNGs as the checkpoint saved them; returns its step, train
+    time and tokens trained on (for checkpoints before 1.8.1, which did not count them: the steps at
+    their run's tokens per step)."""
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     set_rng_states(checkpoint["rng"])
-    return checkpoint["step"], checkpoint["train_time_s"]
+    tokens = checkpoint.get("tokens", checkpoint["step"] * checkpoint["tokens_per_step"])
+    return checkpoint["step"], checkpoint["train_time_s"], tokens
 
 
 def train(args):
     ctx = setup_context(args)
     config, loader, val_tokens, hellaswag, checkpoint = agree_on_errors(lambda: prepare_run(args, ctx), ctx)
     model, optimizer = build_model(args, ctx, config)
-    start = restore(checkpoint, model, optimizer) if checkpoint is not None else (0, 0.0)
+    start = restore(checkpoint, model, optimizer) if checkpoint is not None else (0, 0.0, 0)
     run = TrainingRun(args, ctx, config, model, optimizer, loader, val_tokens, hellaswag, *start)
     if ctx.master:
         run.open_logs(checkpoint)

@@ -82,6 +82,22 @@ def test_changed_training_flags_on_resume_are_named_or_refused(tmp_path):
     assert proc.returncode == 2 and "nothing is left to train" in proc.stderr
 
 
+def test_tokens_count_on_across_a_resume_with_another_batch_size(tmp_path):
+    """metrics.jsonl's tokens (the axis runs are compared on) go on from the checkpoint's count when a
+    branch changes the tokens per step: 2 steps of 4 x 64 tokens, then steps of 2 x 64. The first
+    checkpoint is made as 1.8.0 wrote them, without the count."""
+    main([*SHORT, "--num_iterations", "2", "--output_dir", str(tmp_path)])
+    first = tmp_path / "ckpt_000002.pt"
+    old = load_checkpoint(first)
+    del old["tokens"]
+    torch.save(old, tmp_path / "old.pt")  # not over the file the checkpoint is mapped from
+    (tmp_path / "old.pt").replace(first)
+    for steps in ("4", "5"):  # the second resume starts from a checkpoint the branch wrote
+        main([*SHORT, "--batch_size", "2", "--num_iterations", steps, "--output_dir", str(tmp_path), "--resume_from", "latest"])
+    tokens = {r["step"]: r["tokens"] for r in read_metrics(tmp_path) if "train_loss" in r}
+    assert tokens == {1: 256, 2: 512, 3: 640, 4: 768, 5: 896}
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 1 MiB tmpfs (root only): too small for a checkpoint of the tiny model."""
@@ -159,7 +175,7 @@ def test_an_interrupted_checkpoint_write_leaves_no_partial_file(tmp_path, monkey
     model = torch.nn.Linear(2, 2)
     loader = type("Loader", (), {"state_dict": lambda self: {}})()
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(tmp_path / "ckpt_000001.pt", model, torch.optim.AdamW(model.parameters()), 1, 0.0, loader, GPTConfig(), argparse.Namespace(), 0)
+        save_checkpoint(tmp_path / "ckpt_000001.pt", model, torch.optim.AdamW(model.parameters()), 1, 0.0, loader, GPTConfig(), argparse.Namespace(), 0, 0)
     assert list(tmp_path.iterdir()) == []
 
 
