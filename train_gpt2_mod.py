@@ -2073,7 +2073,10 @@ def train(args):
 
 def finite_float(text):
     """A float flag's value: a NaN or infinite one would only show later, as a diverged run."""
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan  # not a number at all: the same message
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, not {text!r}")
     return value

@@ -101,6 +101,7 @@ def test_run_sh_passes_flags_and_resumes(tmp_path):
         (["--recompute", "1"], "--recompute 1 works through torch.compile: add --compile 1"),
         (["--learning_rate", "nan"], "argument --learning_rate: expected a finite number, not 'nan'"),
         (["--weight_decay", "inf"], "argument --weight_decay: expected a finite number, not 'inf'"),
+        (["--learning_rate", "abc"], "argument --learning_rate: expected a finite number, not 'abc'"),
         (["--rope_theta", "0"], "rope_theta must be positive, not 0.0"),
         (["--seed", "-1"], "--seed must be between 0 and 2**32 - 1, not -1"),
         (["--seed", str(2**32)], "--seed must be between 0 and 2**32 - 1, not 4294967296"),
