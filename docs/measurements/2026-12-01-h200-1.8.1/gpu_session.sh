@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The three device calls of README.md beside this file, run from the project root with prototype.diff
-# applied and the committed trainer copied to .old/ (untracked: it travels with the working tree):
-#     mkdir -p .old && git show HEAD:train_gpt2_mod.py > .old/train_gpt2_mod.py && git apply docs/prepared/2026-12-01-cuda-graphs-and-epilogue-mlp/prototype.diff
-#     bash docs/prepared/2026-12-01-cuda-graphs-and-epilogue-mlp/gpu_session.sh 1   # carry .gpu-kernels-a
+# Calls 1-3 of README.md beside this file, as they ran, from the project root of de251ae with
+# prototype.diff applied and the committed trainer copied to .old/ (untracked: it travels with the working tree):
+#     mkdir -p .old && git show HEAD:train_gpt2_mod.py > .old/train_gpt2_mod.py && git apply docs/measurements/2026-12-01-h200-1.8.1/prototype.diff
+#     bash docs/measurements/2026-12-01-h200-1.8.1/gpu_session.sh 1   # carry .gpu-kernels-a
 #     ... 2   # carry .gpu-kernels-b, at once (the machine stays up about 30 s)
 #     ... 3   # carry .old
 # Each stage writes what matters under $OUT and ends inside the 600 s a call may take.
@@ -21,7 +21,7 @@ case "${1:-}" in
 1)  # the first half of the kernels; CUDA graphs against none on the PyTorch path (no kernels yet)
     mkdir -p /tmp/gk && cp .gpu-kernels-a/* /tmp/gk/
     nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv
-    timeout 450 python3 -m pytest -q -m gpu tests/test_gpu.py -k cuda_graphs -p no:cacheprovider 2>&1 | tail -30 | tee "$OUT/stage1_pytest.log"
+    timeout 330 python3 -m pytest -q -m gpu tests/test_gpu.py -k cuda_graphs -p no:cacheprovider 2>&1 | tail -30 | tee "$OUT/stage1_pytest.log"
     ;;
 2)  # install; the MLP kernels alone; warm every config (d12 alone first, so that quack tunes its GEMMs
     # on an idle GPU); the Hopper tests and the graph-break tests
