@@ -41,7 +41,7 @@ case "${1:-}" in
       timeout 90 python3 /tmp/mlpt/tools/bench_train.py d12 --steps 25 --json "$OUT/mlp_pytorch_$round.json" -- $FLAGS | grep '^| d12'
     done
     echo "benches done at $(elapsed) s"
-    timeout $(( 580 - $(elapsed) )) python3 /tmp/old/tools/profile_train.py --warmup 10 --timed 20 --steps 3 -- --model d12 $FLAGS > "$OUT/profile_d12_h200.txt" 2>&1
+    left=$(( 580 - $(elapsed) )); [ "$left" -gt 60 ] && timeout "$left" python3 /tmp/old/tools/profile_train.py --warmup 10 --timed 20 --steps 3 -- --model d12 $FLAGS > "$OUT/profile_d12_h200.txt" 2>&1
     tail -40 "$OUT/profile_d12_h200.txt"
     ;;
 *)  echo "usage: gpu_session.sh 1|2" >&2; exit 2 ;;
