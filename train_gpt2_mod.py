@@ -1829,7 +1829,7 @@ class HostCopy:
         if tensor.is_cuda:
             self.host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
             self.host.copy_(tensor, non_blocking=True)
-            self.ready = torch.cuda.Event()
+            self.ready = torch.cuda.Event(enable_timing=True)  # also where the GPU ended the step
             self.ready.record()
         else:
             self.host = tensor
@@ -1842,9 +1842,10 @@ class HostCopy:
 
 class TrainingRun:
     """The training loop and its state. On CUDA a step's loss is read (which waits for the GPU) only
-    once the next step has been launched, so the GPU does not idle while Python launches a step; a
-    step's time runs from when the GPU could start it (its launch, or the end of the step before) to
-    when its loss was read. Rank 0 logs and saves."""
+    once the next step has been launched, so the GPU does not idle while Python launches a step. A
+    step's time runs from when it could start (its launch, or the end of the step before) to its end,
+    on the GPU's clock where there is one: the host reads a step late, and by then the GPU may have
+    run much of the next one. Rank 0 logs and saves."""
 
     def __init__(self, args, ctx, config, model, optimizer, loader, val_tokens, hellaswag, start_step=0, train_time=0.0, start_tokens=0):
         self.args, self.ctx, self.config, self.raw_model, self.optimizer, self.loader = args, ctx, config, model, optimizer, loader
@@ -1863,6 +1864,7 @@ class TrainingRun:
         self.encoding = gpt2_encoding() if (ctx.master and args.sample_every > 0) or hellaswag else None
         self.start_step, self.start_tokens, self.train_time, self.step_times = start_step, start_tokens, train_time, []
         self.pending, self.last_read = None, 0.0  # the step launched and not yet read; when the last was read
+        self.last_end = None  # the event at the end of the last step read (CUDA)
         self.metrics = self.wandb_run = None
 
     def info(self):
@@ -1928,10 +1930,15 @@ class TrainingRun:
         step's checkpoint is written, so the last checkpoint stays a finite model."""
         if self.pending is None:
             return
-        (step, lr, stats, launched), self.pending = self.pending, None
+        (step, lr, stats, launched, start), self.pending = self.pending, None
         train_loss, norm = stats.tolist()
         now = time.perf_counter()
-        dt, self.last_read = now - max(launched, self.last_read), now
+        if start is None:  # a CPU step has run by the time it is read
+            dt = now - max(launched, self.last_read)
+        else:
+            since = start if launched > self.last_read else self.last_end
+            dt, self.last_end = since.elapsed_time(stats.ready) / 1e3, stats.ready
+        self.last_read = now
         self.train_time += dt
         self.step_times.append(dt)
         tokens_per_s = self.tokens_per_step / dt
@@ -1965,14 +1972,17 @@ class TrainingRun:
     def train_one(self, step):
         """Launch the step that takes the model from step to step + 1 updates, then read the one
         before it (or this one, on a CPU, where it has already run, or before a checkpoint)."""
-        launched = time.perf_counter()
+        launched, start = time.perf_counter(), None
+        if self.ctx.device.type == "cuda":
+            start = torch.cuda.Event(enable_timing=True)
+            start.record()
         lr = learning_rate_at(step, self.args)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         mean_loss, grad_norm = train_step(self.train_model, self.raw_model, self.optimizer, self.loader, self.grad_accum, self.args.grad_clip, self.ctx)
         stats = HostCopy(torch.stack((all_reduce_mean(mean_loss, self.ctx.world_size), grad_norm)))
         self.read_pending()
-        self.pending = (step + 1, lr, stats, launched)
+        self.pending = (step + 1, lr, stats, launched, start)
         done = step + 1
         save_now = done == self.args.num_iterations or (self.args.save_every > 0 and done % self.args.save_every == 0)
         if save_now or self.ctx.device.type != "cuda":  # a checkpoint's train time includes its step

@@ -1,13 +1,14 @@
 """Tests that need a CUDA GPU (marker `gpu`; skipped without one). Run them on the GPU machine."""
 
 import dataclasses
+import time
 
 import pytest
 import torch
 
 from torch._dynamo.utils import counters
 
-from conftest import TINY, losses, masked_attention_fp32, only_the_loss_breaks_the_graph, read_metrics, run_trainer
+from conftest import SHORT_TRAIN, TINY, losses, masked_attention_fp32, only_the_loss_breaks_the_graph, read_metrics, run_trainer
 from train_gpt2_mod import GPT, MODEL_CONFIGS, make_optimizer
 
 pytestmark = pytest.mark.gpu
@@ -181,3 +182,25 @@ def test_hellaswag_on_gpu_during_training_and_eval_only(tmp_path):
     assert [r["step"] for r in records] == [0, 2, 4] and all(r["hellaswag_examples"] == 5 for r in records)
     run_trainer(*flags, "--eval_only", "1", "--resume_from", "latest")
     assert json.loads((out / "eval.jsonl").read_text())["hellaswag_examples"] == 5
+
+
+def test_a_step_slow_to_launch_is_timed_as_slow(tmp_path, monkeypatch):
+    """A step whose launch holds the host up is that slow, and the step after it is not made short:
+    with the host's clock, the GPU had run most of the slow step by the time the host waited for it,
+    and that step came out short (3-step runs printed "steady state" speeds of twice the real one)."""
+    import train_gpt2_mod as m
+
+    launches, real_step = [], m.train_step
+
+    def second_launch_slow(*args, **kwargs):
+        out = real_step(*args, **kwargs)
+        launches.append(None)
+        if len(launches) == 2:
+            time.sleep(0.5)  # the host busy after queueing step 2, before its loss is copied
+        return out
+
+    monkeypatch.setattr(m, "train_step", second_launch_slow)
+    m.main([*SHORT_TRAIN, "--num_iterations", "5", "--input_val_bin", "", "--output_dir", str(tmp_path)])
+    step_ms = {r["step"]: r["step_ms"] for r in read_metrics(tmp_path) if "step_ms" in r}
+    assert step_ms[2] > 450, step_ms
+    assert max(step_ms[s] for s in (3, 4, 5)) < 250, step_ms
