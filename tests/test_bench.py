@@ -77,3 +77,14 @@ def test_profile_refuses_bad_flags_before_looking_for_a_gpu(flags, message):
 def test_gpu_benchmarks_refuse_bad_flags_before_looking_for_a_gpu(name, flags, message):
     proc = tool(name, *flags)
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: {message}"
+
+
+def test_profile_finds_the_gaps_between_busy_stretches_of_the_gpu():
+    """Kernels of two streams overlap: a gap is only where no kernel runs, and it is named by the
+    kernel that ran last before it (the one that ended last) and the one after it."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from profile_train import idle_gaps
+
+    spans = [(110, 120, "next"), (10, 20, "side stream"), (0, 100, "long"), (30, 40, "side stream"), (125, 130, "last")]
+    assert idle_gaps(spans) == [(10, "long", "next"), (5, "next", "last")]
+    assert idle_gaps([(0, 5, "only")]) == []

@@ -1,8 +1,9 @@
 """
 Where a training step's GPU time goes: the trainer's own train_step under torch.profiler, its
 kernels grouped by kind (matmul, attention, fused elementwise and reductions, optimizer, copies),
-the GPU's idle share of the step, the kernels that take the most time, and how long the first step
-took (torch.compile and the CuTe kernels' JIT).
+the GPU's idle share of the step and where in the step it idles (the kernels on either side of its
+longest gaps), the kernels that take the most time, and how long the first step took
+(torch.compile and the CuTe kernels' JIT).
 
 Flags after -- are the trainer's (model, batch shape, compile, backend, ...). Data: the bundled
 shards, or --input_bin. By default: 15 warm-up steps, 20 timed steps, then 3 under the profiler.
@@ -35,8 +36,41 @@ KERNEL_KINDS = [
 ]
 
 
+# a gap at most this long is the GPU's own, between kernels queued back to back; a longer one is
+# the GPU waiting for the host to queue the next kernel (or for the host's clock: a sync)
+SHORT_GAP_US = 20
+
+
 def kind_of(name):
     return next((kind for kind, pattern in KERNEL_KINDS if pattern.search(name)), "other")
+
+
+def idle_gaps(spans):
+    """The gaps in the GPU's timeline. spans: (start, end, name) of each kernel, in any order, and
+    overlapping where streams run side by side. Returns (length, the kernel before, the kernel
+    after) of each gap between the busy stretches, in the units of start and end."""
+    gaps, busy_until, last = [], None, None
+    for start, end, name in sorted(spans):
+        if busy_until is not None and start > busy_until:
+            gaps.append((start - busy_until, last, name))
+        if busy_until is None or end >= busy_until:
+            busy_until, last = end, name
+    return gaps
+
+
+def print_idle(gaps, steps, top):
+    """The idle time per step in short and long gaps, and the kernel pairs around the long ones."""
+    short = [g for g in gaps if g[0] <= SHORT_GAP_US]
+    long = [g for g in gaps if g[0] > SHORT_GAP_US]
+    print(f"\nGPU idle under the profiler, per step: {sum(g[0] for g in short) / 1e3 / steps:.2f} ms in {len(short) / steps:g} gaps of up to {SHORT_GAP_US} us, "
+          f"{sum(g[0] for g in long) / 1e3 / steps:.2f} ms in {len(long) / steps:g} longer ones (the profiler slows the host, so these grow under it)\n")
+    per_pair = collections.defaultdict(lambda: [0.0, 0])
+    for length, before, after in long:
+        per_pair[before, after][0] += length / 1e3 / steps
+        per_pair[before, after][1] += 1
+    print(f"| longest gaps: the kernel before | the kernel after | gaps/step | ms/step |\n| --- | --- | --- | --- |")
+    for (before, after), (ms, n) in sorted(per_pair.items(), key=lambda kv: -kv[1][0])[:top]:
+        print(f"| {before[:70]} | {after[:70]} | {n / steps:g} | {ms:.3f} |")
 
 
 def main():
@@ -111,13 +145,15 @@ def main():
     for name, (ms, _) in per_name.items():
         per_kind[kind_of(name)] += ms
     busy = sum(per_kind.values())
-    print(f"\nprofiled {args.steps} steps: {wall_ms:.1f} ms/step wall (profiler on), GPU busy {busy:.1f} ms, idle {wall_ms - busy:.1f} ms ({100 * (1 - busy / wall_ms):.1f}%)\n")
+    print(f"\nprofiled {args.steps} steps: {wall_ms:.1f} ms/step wall (profiler on), GPU busy {busy:.1f} ms, idle {wall_ms - busy:.1f} ms ({100 * (1 - busy / wall_ms):.1f}%); "
+          f"without the profiler the step took {step_ms:.1f} ms, so the GPU idles about {step_ms - busy:.1f} ms of it\n")
     print("| kernel kind | ms/step | share of busy |\n| --- | --- | --- |")
     for kind, ms in sorted(per_kind.items(), key=lambda kv: -kv[1]):
         print(f"| {kind} | {ms:.2f} | {100 * ms / busy:.1f}% |")
     print("\n| top kernels | kind | launches/step | ms/step |\n| --- | --- | --- | --- |")
     for name, (ms, n) in sorted(per_name.items(), key=lambda kv: -kv[1][0])[: args.top]:
         print(f"| {name[:90]} | {kind_of(name)} | {n / args.steps:g} | {ms:.3f} |")
+    print_idle(idle_gaps([(e.time_range.start, e.time_range.end, e.name) for e in kernels]), args.steps, args.top)
     if args.trace:
         prof.export_chrome_trace(args.trace)
         print(f"\ntrace written to {args.trace}")
