@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The two device calls of README.md beside this file, from the project root with step_timing.diff
+# The first three device calls of README.md beside this file, as run, from the project root with step_timing.diff
 # applied and the committed trainer copied to .old/ (untracked; it travels when carried):
 #     bash ../shared/gpu-kernels/stage.sh
 #     mkdir -p .old && git show HEAD:train_gpt2_mod.py > .old/train_gpt2_mod.py && git apply docs/prepared/2026-12-01-step-timing-and-mlp-choice/step_timing.diff
 #     bash docs/prepared/2026-12-01-step-timing-and-mlp-choice/gpu_session.sh 1   # carry .old and .gpu-kernels-a
 #     ... 2   # carry .gpu-kernels-b, at once (the machine stays up about 30 s)
+#     ... 3   # at once again: the kernels and the caches from 2 are still there
 set -u
 export PYTHONUNBUFFERED=1
 FLAGS="--batch_size 32 --sequence_length 1024 --compile 1"
@@ -44,6 +45,24 @@ case "${1:-}" in
     left=$(( 580 - $(elapsed) )); [ "$left" -gt 60 ] && timeout "$left" python3 /tmp/old/tools/profile_train.py --warmup 10 --timed 20 --steps 3 -- --model d12 $FLAGS > "$OUT/profile_d12_h200.txt" 2>&1
     tail -40 "$OUT/profile_d12_h200.txt"
     ;;
-*)  echo "usage: gpu_session.sh 1|2" >&2; exit 2 ;;
+3)  # at once after 2, on the same machine: inductor's coordinate-descent tuning of its Triton kernels
+    export PYTHONPATH=/tmp/gk/site-packages:/tmp/gk/site-packages/nvidia_cutlass_dsl/dsl_packages
+    python3 -c "import quack.mlp, flash_attn.cute" || exit 1
+    cdt() { TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 "$@"; }
+    echo "== d12, auto, tuned: the first run tunes (its first step says how long)"
+    cdt timeout 300 python3 /tmp/old/tools/bench_train.py d12 --steps 25 --json "$OUT/cdt_first.json" -- $FLAGS | grep '^| d12'
+    echo "tuned at $(elapsed) s"
+    for round in 1 2; do
+      timeout 90 python3 /tmp/old/tools/bench_train.py d12 --steps 25 --json "$OUT/cdt_off_$round.json" -- $FLAGS | grep '^| d12'
+      cdt timeout 90 python3 /tmp/old/tools/bench_train.py d12 --steps 25 --json "$OUT/cdt_on_$round.json" -- $FLAGS | grep '^| d12'
+    done
+    echo "d12 done at $(elapsed) s"
+    left=$(( 580 - $(elapsed) ))
+    if [ "$left" -gt 200 ]; then
+      timeout 90 python3 /tmp/old/tools/bench_train.py d12_flash_mla --steps 25 --json "$OUT/cdt_off_mla.json" -- $FLAGS | grep '^| d12'
+      cdt timeout $(( 580 - $(elapsed) )) python3 /tmp/old/tools/bench_train.py d12_flash_mla --steps 25 --json "$OUT/cdt_on_mla.json" -- $FLAGS | grep '^| d12'
+    fi
+    ;;
+*)  echo "usage: gpu_session.sh 1|2|3" >&2; exit 2 ;;
 esac
 echo "stage ${1} took $(elapsed) s"
