@@ -68,7 +68,7 @@ def print_idle(gaps, steps, top):
     for length, before, after in long:
         per_pair[before, after][0] += length / 1e3 / steps
         per_pair[before, after][1] += 1
-    print(f"| longest gaps: the kernel before | the kernel after | gaps/step | ms/step |\n| --- | --- | --- | --- |")
+    print("| longest gaps: the kernel before | the kernel after | gaps/step | ms/step |\n| --- | --- | --- | --- |")
     for (before, after), (ms, n) in sorted(per_pair.items(), key=lambda kv: -kv[1][0])[:top]:
         print(f"| {before[:70]} | {after[:70]} | {n / steps:g} | {ms:.3f} |")
 
