@@ -88,3 +88,28 @@ def test_profile_finds_the_gaps_between_busy_stretches_of_the_gpu():
     spans = [(110, 120, "next"), (10, 20, "side stream"), (0, 100, "long"), (30, 40, "side stream"), (125, 130, "last")]
     assert idle_gaps(spans) == [(10, "long", "next"), (5, "next", "last")]
     assert idle_gaps([(0, 5, "only")]) == []
+
+
+def test_profile_says_whether_the_host_runs_ahead_of_the_gpu():
+    """Medians and ranges of the host's launch and wait; a host that does not wait is named as
+    what sets the pace, and one that waits is not."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from profile_train import host_lead
+
+    ahead = host_lead([(40.0, 5.0), (50.0, 2.0), (45.0, 3.0)])
+    assert ahead.startswith("host, per step (median, range): 45.0 ms (40.0-50.0) to launch it, then 3.00 ms (2.00-5.00) waiting")
+    assert "set the step's pace" not in ahead
+    assert host_lead([(60.0, 0.02), (61.0, 0.01), (59.0, 3.0)]).endswith("set the step's pace")
+    assert host_lead([]).startswith("host: too few timed steps")
+
+
+def test_profile_counts_the_hosts_time_in_kernel_launches():
+    """Runtime and driver launches count, other host events do not; calls longer than the queue
+    threshold are counted apart, as the host waiting for room in a full launch queue."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from profile_train import QUEUE_FULL_US, launch_calls
+
+    calls = [("cudaLaunchKernel", 4.0), ("cuLaunchKernelEx", 6.0), ("cudaLaunchKernel", QUEUE_FULL_US + 990.0), ("aten::mm", 5000.0), ("cudaMemcpyAsync", 800.0)]
+    text = launch_calls(calls, steps=2)
+    assert text.startswith("host, per step under the profiler: 0.53 ms in 2 kernel launch calls, 0.52 ms of it in 0.5 calls longer than")
+    assert launch_calls([("aten::mm", 10.0)], steps=1) == "host: the profiler recorded no kernel launch calls"

@@ -204,3 +204,17 @@ def test_a_step_slow_to_launch_is_timed_as_slow(tmp_path, monkeypatch):
     step_ms = {r["step"]: r["step_ms"] for r in read_metrics(tmp_path) if "step_ms" in r}
     assert step_ms[2] > 450, step_ms
     assert max(step_ms[s] for s in (3, 4, 5)) < 250, step_ms
+
+
+def test_profile_reports_the_host_and_the_gaps():
+    """tools/profile_train.py end to end on a tiny model: the step's time, the host's launch and
+    wait, its launch calls under the profiler, and the GPU's gaps."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "profile_train.py"), "--warmup", "2", "--timed", "4", "--steps", "2", "--", *TINY], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for start in ("host, per step (median, range):", "host, per step under the profiler:", "GPU idle under the profiler, per step:"):
+        assert any(line.startswith(start) for line in proc.stdout.splitlines()), proc.stdout[-3000:]

@@ -3,7 +3,9 @@ Where a training step's GPU time goes: the trainer's own train_step under torch.
 kernels grouped by kind (matmul, attention, fused elementwise and reductions, optimizer, copies),
 the GPU's idle share of the step and where in the step it idles (the kernels on either side of its
 longest gaps), the kernels that take the most time, and how long the first step took
-(torch.compile and the CuTe kernels' JIT).
+(torch.compile and the CuTe kernels' JIT). It also times the host: without the profiler, how long
+it takes to launch a step and how long it then waits for the GPU (a host that never waits is what
+sets the pace); under it, its time in kernel launch calls, where a full launch queue makes it wait.
 
 Flags after -- are the trainer's (model, batch shape, compile, backend, ...). Data: the bundled
 shards, or --input_bin. By default: 15 warm-up steps, 20 timed steps, then 3 under the profiler.
@@ -15,6 +17,7 @@ shards, or --input_bin. By default: 15 warm-up steps, 20 timed steps, then 3 und
 import argparse
 import collections
 import re
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -39,6 +42,12 @@ KERNEL_KINDS = [
 # a gap at most this long is the GPU's own, between kernels queued back to back; a longer one is
 # the GPU waiting for the host to queue the next kernel (or for the host's clock: a sync)
 SHORT_GAP_US = 20
+# a host that waits less than this for the GPU, per step, is not ahead of it
+HOST_WAIT_MS = 0.1
+# the CUDA runtime's and driver's kernel launches, as the profiler names them on the host
+LAUNCH_CALL = re.compile(r"^cu(da)?LaunchKernel")
+# a launch that takes longer than this found the GPU's launch queue full, and waited for room
+QUEUE_FULL_US = 50
 
 
 def kind_of(name):
@@ -62,15 +71,39 @@ def print_idle(gaps, steps, top):
     """The idle time per step in short and long gaps, and the kernel pairs around the long ones."""
     short = [g for g in gaps if g[0] <= SHORT_GAP_US]
     long = [g for g in gaps if g[0] > SHORT_GAP_US]
-    print(f"\nGPU idle under the profiler, per step: {sum(g[0] for g in short) / 1e3 / steps:.2f} ms in {len(short) / steps:g} gaps of up to {SHORT_GAP_US} us, "
-          f"{sum(g[0] for g in long) / 1e3 / steps:.2f} ms in {len(long) / steps:g} longer ones (the profiler slows the host, so these grow under it)\n")
+    print(f"\nGPU idle under the profiler, per step: {sum(g[0] for g in short) / 1e3 / steps:.2f} ms in {len(short) / steps:.0f} gaps of up to {SHORT_GAP_US} us, "
+          f"{sum(g[0] for g in long) / 1e3 / steps:.2f} ms in {len(long) / steps:.0f} longer ones (the profiler slows the host, so these grow under it)\n")
     per_pair = collections.defaultdict(lambda: [0.0, 0])
     for length, before, after in long:
         per_pair[before, after][0] += length / 1e3 / steps
         per_pair[before, after][1] += 1
     print("| longest gaps: the kernel before | the kernel after | gaps/step | ms/step |\n| --- | --- | --- | --- |")
     for (before, after), (ms, n) in sorted(per_pair.items(), key=lambda kv: -kv[1][0])[:top]:
-        print(f"| {before[:70]} | {after[:70]} | {n / steps:g} | {ms:.3f} |")
+        print(f"| {before[:70]} | {after[:70]} | {n / steps:.1f} | {ms:.3f} |")
+
+
+def host_lead(steps):
+    """How far the host ran ahead of the GPU: steps holds each step's (launch, wait) in ms, the
+    host's time to queue the step and its wait, after that, for the GPU to end the step before."""
+    if not steps:
+        return "host: too few timed steps to say how far it ran ahead of the GPU"
+    launch, wait = zip(*steps)
+    text = (f"host, per step (median, range): {statistics.median(launch):.1f} ms ({min(launch):.1f}-{max(launch):.1f}) to launch it, "
+            f"then {statistics.median(wait):.2f} ms ({min(wait):.2f}-{max(wait):.2f}) waiting for the GPU")
+    if statistics.median(wait) < HOST_WAIT_MS:
+        text += ": it does not wait, so the host's launches (or a full launch queue, which blocks them) set the step's pace"
+    return text
+
+
+def launch_calls(calls, steps):
+    """The host's time in kernel launch calls under the profiler: calls holds (name, duration in
+    us) of the host's events. A full launch queue shows as long calls, the host waiting for room."""
+    durations = [us for name, us in calls if LAUNCH_CALL.search(name)]
+    if not durations:
+        return "host: the profiler recorded no kernel launch calls"
+    blocked = [us for us in durations if us > QUEUE_FULL_US]
+    return (f"host, per step under the profiler: {sum(durations) / 1e3 / steps:.2f} ms in {len(durations) / steps:.0f} kernel launch calls, "
+            f"{sum(blocked) / 1e3 / steps:.2f} ms of it in {len(blocked) / steps:.1f} calls longer than {QUEUE_FULL_US} us (a full launch queue: the host waits for room)")
 
 
 def main():
@@ -102,15 +135,19 @@ def main():
     model = m.compile_model(raw_model, targs.recompute) if targs.compile else raw_model
     print(m.describe_kernels(raw_model))
 
-    def run_steps(n):
+    def run_steps(n, host=None):
         """n training steps, each step's loss read after the next one is launched, as the trainer
-        does; returns the mean ms per step."""
+        does; returns the mean ms per step. host, a list, gets each step's (launch, wait) in ms."""
         torch.cuda.synchronize()
         t0, previous = time.perf_counter(), None
         for _ in range(n):
+            launched = time.perf_counter()
             loss, _ = m.train_step(model, raw_model, optimizer, loader, grad_accum, targs.grad_clip, ctx)
+            queued = time.perf_counter()
             if previous is not None:
                 previous.tolist()
+                if host is not None:
+                    host.append(((queued - launched) * 1e3, (time.perf_counter() - queued) * 1e3))
             previous = m.HostCopy(loss)
         previous.tolist()
         return (time.perf_counter() - t0) * 1e3 / n
@@ -128,9 +165,11 @@ def main():
     loss.backward()
     optimizer.zero_grad(set_to_none=True)
     torch.cuda.reset_peak_memory_stats()
-    step_ms = run_steps(args.timed)
+    host = []
+    step_ms = run_steps(args.timed, host)
     tokens = B * T * grad_accum
     print(f"{targs.model}, {torch.cuda.get_device_name()}, batch {B}x{T}x{grad_accum}: {step_ms:.1f} ms/step (mean of {args.timed}), {tokens / step_ms * 1e3:,.0f} tok/s")
+    print(host_lead(host))
     print(f"memory: {at_rest / 2**30:.2f} GiB between steps (weights, optimizer state), {held / 2**30:.2f} GiB kept by the forward pass for backward, peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
@@ -153,6 +192,7 @@ def main():
     print("\n| top kernels | kind | launches/step | ms/step |\n| --- | --- | --- | --- |")
     for name, (ms, n) in sorted(per_name.items(), key=lambda kv: -kv[1][0])[: args.top]:
         print(f"| {name[:90]} | {kind_of(name)} | {n / args.steps:g} | {ms:.3f} |")
+    print("\n" + launch_calls([(e.name, e.time_range.elapsed_us()) for e in prof.events() if e.device_type == torch.autograd.DeviceType.CPU], args.steps))
     print_idle(idle_gaps([(e.time_range.start, e.time_range.end, e.name) for e in kernels]), args.steps, args.top)
     if args.trace:
         prof.export_chrome_trace(args.trace)
