@@ -2,7 +2,7 @@
 # The three device calls of README.md beside this file, from the project root, one after another on
 # one machine (it stays up about 30 s after a call):
 #     bash ../shared/gpu-kernels/stage.sh
-#     bash docs/prepared/2026-12-01-gpu-gaps-and-loss-chunks/gpu_session.sh 1   # carry .gpu-kernels-a
+#     bash docs/measurements/2026-12-01-h200-gaps-loss-chunks-host-lead/gpu_session.sh 1   # carry .gpu-kernels-a
 #     ... 2   # carry .gpu-kernels-b, at once
 #     ... 3   # at once again: the kernels and the caches from 2 are still there
 set -u
