@@ -6,6 +6,7 @@
 #     ... 2   # carry .gpu-kernels-b, at once
 #     ... 3   # at once again: the kernels and the caches from 2 are still there
 #     ... 4   # at once again
+#     ... 5   # only if call 3 met the rule for CUDA graphs (README.md)
 set -u
 export PYTHONUNBUFFERED=1
 FLAGS="--batch_size 32 --sequence_length 1024 --compile 1"
@@ -69,6 +70,12 @@ case "${1:-}" in
       [ "$(left)" -gt 110 ] && bench "mla_cudagraphs_$round" d12_flash_mla TORCHINDUCTOR_CUDAGRAPHS=1
     done
     ;;
-*)  echo "usage: gpu_session.sh 1|2|3|4" >&2; exit 2 ;;
+5)  # only where call 3 met the rule of README.md: cuda_graphs.diff's GPU test, in a patched copy
+    export PYTHONPATH=/tmp/gk/site-packages:/tmp/gk/site-packages/nvidia_cutlass_dsl/dsl_packages
+    rm -rf /tmp/cg && mkdir /tmp/cg && cp -r train_gpt2_mod.py data tools tests README.md /tmp/cg/
+    patch -s -d /tmp/cg -p1 < docs/prepared/2026-12-02-host-bound-step/cuda_graphs.diff || exit 1
+    (cd /tmp/cg && timeout 500 python3 -m pytest -q -m gpu tests/test_gpu.py -k cuda_graphs -p no:cacheprovider 2>&1 | tail -3) | tee "$OUT/test_cuda_graphs.txt"
+    ;;
+*)  echo "usage: gpu_session.sh 1|2|3|4|5" >&2; exit 2 ;;
 esac
 echo "stage ${1} took $(elapsed) s"
