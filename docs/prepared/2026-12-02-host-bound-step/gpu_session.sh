@@ -14,9 +14,9 @@ LIMIT=570  # each call's own budget in seconds, under the device's 600
 t0=$(date +%s)
 elapsed() { echo $(( $(date +%s) - t0 )); }
 left() { echo $(( LIMIT - $(elapsed) )); }
-bench() {  # bench NAME CONFIG [env...]: one 25-step run, its row, its record in $OUT
+bench() {  # bench NAME CONFIG [env...]: one 25-step run, its row, its record in $OUT (TRAINER_DIR: another copy)
     local name=$1 model=$2; shift 2
-    env "$@" timeout 120 python3 tools/bench_train.py "$model" --steps 25 --json "$OUT/$name.json" -- $FLAGS | grep '^| d12'
+    env "$@" timeout 120 python3 "${TRAINER_DIR:-.}/tools/bench_train.py" "$model" --steps 25 --json "$OUT/$name.json" -- $FLAGS | grep '^| d12'
 }
 profile() {  # profile NAME CONFIG [env...]: tools/profile_train.py, its host lines and idle summary
     local name=$1 model=$2; shift 2
@@ -62,13 +62,19 @@ case "${1:-}" in
     echo "rounds done at $(elapsed) s"
     [ "$(left)" -gt 90 ] && profile profile_d12_cudagraphs d12 TORCHINDUCTOR_CUDAGRAPHS=1
     ;;
-4)  # MLA: its kernels' first run, then with and without CUDA graphs, two rounds
+4)  # fa4_dispatch.diff: its FA4 GPU tests, two rounds of d12 against 1.8.3; then MLA with and without CUDA graphs
     export PYTHONPATH=/tmp/gk/site-packages:/tmp/gk/site-packages/nvidia_cutlass_dsl/dsl_packages
-    timeout 250 python3 tools/bench_train.py d12_flash_mla --steps 20 -- $FLAGS | grep '^| d12'   # fills MLA's JIT caches
+    rm -rf /tmp/fa4d && mkdir /tmp/fa4d && cp -r train_gpt2_mod.py data tools tests /tmp/fa4d/
+    patch -s -d /tmp/fa4d -p1 < docs/prepared/2026-12-02-host-bound-step/fa4_dispatch.diff || exit 1
+    (cd /tmp/fa4d && timeout 170 python3 -m pytest -q -m gpu tests/test_hopper_kernels.py -k "flash_attn4 or packed" -p no:cacheprovider 2>&1 | tail -3) | tee "$OUT/test_fa4_dispatch.txt"
     for round in 1 2; do
-      [ "$(left)" -gt 110 ] && bench "mla_$round" d12_flash_mla
-      [ "$(left)" -gt 110 ] && bench "mla_cudagraphs_$round" d12_flash_mla TORCHINDUCTOR_CUDAGRAPHS=1
+      [ "$(left)" -gt 110 ] && bench "d12_dispatch_base_$round" d12
+      [ "$(left)" -gt 110 ] && TRAINER_DIR=/tmp/fa4d bench "d12_dispatch_$round" d12
     done
+    echo "dispatch rounds done at $(elapsed) s"
+    [ "$(left)" -gt 300 ] && timeout 250 python3 tools/bench_train.py d12_flash_mla --steps 20 -- $FLAGS | grep '^| d12'   # fills MLA's JIT caches
+    [ "$(left)" -gt 110 ] && bench mla_1 d12_flash_mla
+    [ "$(left)" -gt 110 ] && bench mla_cudagraphs_1 d12_flash_mla TORCHINDUCTOR_CUDAGRAPHS=1
     ;;
 5)  # only where call 3 met the rule of README.md: cuda_graphs.diff's GPU test, in a patched copy
     export PYTHONPATH=/tmp/gk/site-packages:/tmp/gk/site-packages/nvidia_cutlass_dsl/dsl_packages
