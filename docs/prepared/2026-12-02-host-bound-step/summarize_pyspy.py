@@ -13,6 +13,7 @@ import re
 BUCKETS = [
     ("waiting for the GPU (event or stream sync)", re.compile(r"cuEventSynchronize|cudaEventSynchronize|cuStreamSynchronize|cudaStreamSynchronize|cuCtxSynchronize")),
     ("kernel launch calls (CUDA driver)", re.compile(r"cuLaunchKernel|cudaLaunchKernel|cuLaunchKernelEx")),
+    ("elsewhere in the CUDA driver (its symbols stripped)", re.compile(r"\(libcuda\.so")),
     ("Python's garbage collector", re.compile(r"gc_collect_main|gc_collect_with_callback|_PyGC_Collect")),
     ("custom-op dispatch (torch.library)", re.compile(r"backend_impl|autograd_impl|adinplaceorview_impl|redispatch \(torch/_ops")),
     ("Triton launches (inductor)", re.compile(r"triton_heuristics|static_triton_launcher")),
