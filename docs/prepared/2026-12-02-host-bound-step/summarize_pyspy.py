@@ -1,6 +1,7 @@
 """What a py-spy raw (collapsed-stack) profile of the trainer says about its host: the share of
-samples per thread, in each bucket below (a sample counts in the first bucket one of its frames
-matches), and the frames that hold the most samples themselves (leaves) and in all (inclusive).
+samples per thread in each bucket below (native frames first: a sync, a launch, the driver, the
+GC; else whose Python code was nearest the leaf), and the frames that hold the most samples
+themselves (leaves) and in all (inclusive).
 
     python summarize_pyspy.py d12_auto.raw [--top 25]
 """
@@ -9,14 +10,20 @@ import argparse
 import collections
 import re
 
-# first match wins, searched from the leaf up
-BUCKETS = [
+# Native frames anywhere in the stack: the first match wins
+NATIVE = [
     ("waiting for the GPU (event or stream sync)", re.compile(r"cuEventSynchronize|cudaEventSynchronize|cuStreamSynchronize|cudaStreamSynchronize|cuCtxSynchronize")),
     ("kernel launch calls (CUDA driver)", re.compile(r"cuLaunchKernel|cudaLaunchKernel|cuLaunchKernelEx")),
     ("elsewhere in the CUDA driver (its symbols stripped)", re.compile(r"\(libcuda\.so")),
     ("Python's garbage collector", re.compile(r"gc_collect_main|gc_collect_with_callback|_PyGC_Collect")),
-    ("custom-op dispatch (torch.library)", re.compile(r"backend_impl|autograd_impl|adinplaceorview_impl|redispatch \(torch/_ops")),
+]
+# then the Python frame nearest the leaf: whose Python code the host was running
+PYTHON = [
+    ("custom-op dispatch (torch.library's and the dispatcher's Python)", re.compile(r"\(torch/_library/|\(torch/_ops\.py|\(torch/_compile\.py")),
+    ("CuTe launchers' Python (quack, FA4, CuTe DSL)", re.compile(r"\((quack|flash_attn|cutlass|nvidia_cutlass_dsl|tvm_ffi)/")),
     ("Triton launches (inductor)", re.compile(r"triton_heuristics|static_triton_launcher")),
+    ("inductor's compiled wrapper code", re.compile(r"\(/tmp/torchinductor|\(.*/torchinductor_")),
+    ("autograd and the optimizer (torch)", re.compile(r"\(torch/(autograd|optim|nn/utils)/")),
 ]
 
 
@@ -30,10 +37,12 @@ def read(path):
 
 
 def bucket(frames):
-    for name, pattern in BUCKETS:
-        if any(pattern.search(f) for f in reversed(frames)):
+    for name, pattern in NATIVE:
+        if any(pattern.search(f) for f in frames):
             return name
-    return "other"
+    python = [f for f in frames if ".py:" in f]
+    leaf = python[-1] if python else ""
+    return next((name for name, pattern in PYTHON if pattern.search(leaf)), "other")
 
 
 def main():
