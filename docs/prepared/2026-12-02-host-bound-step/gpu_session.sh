@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The four device calls of README.md beside this file, from the project root, one after another on
+# The device calls of README.md beside this file (four, and a fifth where call 3 meets its rule), from the project root, one after another on
 # one machine (it stays up about 30 s after a call):
 #     bash ../shared/gpu-kernels/stage.sh && bash docs/prepared/2026-12-02-host-bound-step/stage.sh
 #     bash docs/prepared/2026-12-02-host-bound-step/gpu_session.sh 1   # carry .gpu-kernels-a and .gpu-tools
