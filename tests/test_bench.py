@@ -9,6 +9,9 @@ import pytest
 
 from conftest import REPO
 
+sys.path.insert(0, str(REPO / "tools"))
+from profile_train import QUEUE_FULL_US, host_lead, idle_gaps, launch_calls  # noqa: E402
+
 TINY_MODEL = ["--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--sequence_length", "32", "--device", "cpu"]
 
 
@@ -82,9 +85,6 @@ def test_gpu_benchmarks_refuse_bad_flags_before_looking_for_a_gpu(name, flags, m
 def test_profile_finds_the_gaps_between_busy_stretches_of_the_gpu():
     """Kernels of two streams overlap: a gap is only where no kernel runs, and it is named by the
     kernel that ran last before it (the one that ended last) and the one after it."""
-    sys.path.insert(0, str(REPO / "tools"))
-    from profile_train import idle_gaps
-
     spans = [(110, 120, "next"), (10, 20, "side stream"), (0, 100, "long"), (30, 40, "side stream"), (125, 130, "last")]
     assert idle_gaps(spans) == [(10, "long", "next"), (5, "next", "last")]
     assert idle_gaps([(0, 5, "only")]) == []
@@ -93,9 +93,6 @@ def test_profile_finds_the_gaps_between_busy_stretches_of_the_gpu():
 def test_profile_says_whether_the_host_runs_ahead_of_the_gpu():
     """Medians and ranges of the host's launch and wait; a host that does not wait is named as
     what sets the pace, and one that waits is not."""
-    sys.path.insert(0, str(REPO / "tools"))
-    from profile_train import host_lead
-
     ahead = host_lead([(40.0, 5.0), (50.0, 2.0), (45.0, 3.0)])
     assert ahead.startswith("host, per step (median, range): 45.0 ms (40.0-50.0) to launch it, then 3.00 ms (2.00-5.00) waiting")
     assert "set the step's pace" not in ahead
@@ -106,9 +103,6 @@ def test_profile_says_whether_the_host_runs_ahead_of_the_gpu():
 def test_profile_counts_the_hosts_time_in_kernel_launches():
     """Runtime and driver launches count, other host events do not; calls longer than the queue
     threshold are counted apart, as the host waiting for room in a full launch queue."""
-    sys.path.insert(0, str(REPO / "tools"))
-    from profile_train import QUEUE_FULL_US, launch_calls
-
     calls = [("cudaLaunchKernel", 4.0), ("cuLaunchKernelEx", 6.0), ("cudaLaunchKernel", QUEUE_FULL_US + 990.0), ("aten::mm", 5000.0), ("cudaMemcpyAsync", 800.0)]
     text = launch_calls(calls, steps=2)
     assert text.startswith("host, per step under the profiler: 0.53 ms in 2 kernel launch calls, 0.52 ms of it in 0.5 calls longer than")
