@@ -1,5 +1,6 @@
 """tools/bench_train.py on CPU: a row per config (and variant, in turn), a failed run reported in its
-row, and bad flags refused; the GPU tools' bad flags refused before they look for a GPU."""
+row, nanoGPT's train.py run in turn with the trainer (a stand-in with nanoGPT's command line and log
+lines), and bad flags refused; the GPU tools' bad flags refused before they look for a GPU."""
 
 import json
 import subprocess
@@ -55,6 +56,71 @@ def test_bench_runs_variants_in_turn_and_summarizes_them(tmp_path):
 def test_bench_refuses_an_unknown_config():
     proc = bench("d13")
     assert proc.returncode == 2 and "unknown model 'd13'" in proc.stderr
+
+
+# A stand-in for a nanoGPT checkout: its train.py takes --key=value settings through configurator.py,
+# which (as nanoGPT's) refuses unknown keys and values of another type, reads the data, and prints
+# nanoGPT's log line for each step, step i taking 100 + i ms. It records its flags in FLAGS_FILE.
+FAKE_NANOGPT_TRAIN = """
+import sys, types, numpy as np, torch
+dataset, out_dir, device, dtype = "", "", "cuda", "bfloat16"
+batch_size = block_size = gradient_accumulation_steps = max_iters = eval_interval = eval_iters = log_interval = 0
+n_layer, n_head, n_embd = 12, 12, 768
+always_save_checkpoint = compile = True
+exec(open("configurator.py").read())
+open(FLAGS_FILE, "w").write(" ".join(sys.argv[1:]))
+assert len(np.fromfile(f"data/{dataset}/train.bin", dtype=np.uint16)) > batch_size * block_size
+raw_model = torch.nn.Linear(n_embd, n_embd)
+raw_model.config = types.SimpleNamespace(n_layer=n_layer, n_embd=n_embd)
+for i in range(max_iters + 1):
+    print(f"iter {i}: loss 10.8123, time {100 + i:.2f}ms, mfu -100.00%")
+"""
+FAKE_NANOGPT_CONFIGURATOR = """
+import sys
+from ast import literal_eval
+for arg in sys.argv[1:]:
+    key, val = arg[2:].split("=")
+    assert key in globals(), key
+    try:
+        val = literal_eval(val)
+    except (SyntaxError, ValueError):
+        pass
+    assert type(val) == type(globals()[key]), key
+    globals()[key] = val
+"""
+
+
+def fake_nanogpt(folder, flags_file, fail=False):
+    folder.mkdir()
+    (folder / "train.py").write_text(FAKE_NANOGPT_TRAIN.replace("FLAGS_FILE", repr(str(flags_file))) + ("raise SystemExit(3)\n" if fail else ""))
+    (folder / "configurator.py").write_text(FAKE_NANOGPT_CONFIGURATOR)
+    (folder / "model.py").write_text("")
+    return folder
+
+
+def test_bench_runs_nanogpt_first_in_each_round_at_the_trainers_shape(tmp_path):
+    checkout = fake_nanogpt(tmp_path / "nanoGPT", tmp_path / "flags.txt")
+    proc = bench("d12", "--steps", "20", "--repeat", "2", "--nanogpt", str(checkout), "--", *TINY_MODEL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.split("\n\n")[1].splitlines() if line.startswith("| d12") or line.startswith("| nanoGPT")]
+    assert [r.split(" | ")[0] for r in rows] == ["| nanoGPT train.py", "| d12"] * 2
+    # steps 0-19 took 100-119 ms: the median of the 11th to 20th is 114.5 ms, 2 x 32 tokens each
+    assert rows[0].startswith("| nanoGPT train.py | 0.0M | cpu x1 | 2x32x1x1 | 114.5 | 559 | - | - | 0.1 |")
+    summary = proc.stdout.split("\n\n")[2].splitlines()
+    assert summary[2].startswith("| nanoGPT train.py | 2 | 559 | 559-559 | 1.000x |") and summary[3].startswith("| d12 | 2 |")
+    flags = (tmp_path / "flags.txt").read_text().split()
+    assert flags[:7] == ["--dataset=random", "--batch_size=2", "--block_size=32", "--gradient_accumulation_steps=1", "--max_iters=19", "--eval_interval=20", "--eval_iters=1"]
+    assert {"--compile=False", "--device=cpu", "--dtype=float32", "--n_layer=1", "--n_head=2", "--n_embd=32"} <= set(flags)
+
+
+def test_bench_reports_a_failed_nanogpt_run_and_refuses_a_folder_that_is_not_a_checkout(tmp_path):
+    checkout = fake_nanogpt(tmp_path / "nanoGPT", tmp_path / "flags.txt", fail=True)
+    proc = bench("d12", "--steps", "20", "--nanogpt", str(checkout), "--", *TINY_MODEL)
+    assert proc.returncode == 1 and "| nanoGPT train.py | failed: exit code 3 |" in proc.stdout and "| d12 | " in proc.stdout
+    for flags, message in [(["--nanogpt", str(tmp_path)], f"--nanogpt {tmp_path}: not a nanoGPT checkout (it needs train.py, model.py, configurator.py)"),
+                           (["--nanogpt", str(checkout), "--nproc", "2"], "--nanogpt runs on one GPU: leave out --nproc")]:
+        proc = bench("d12", *flags)
+        assert proc.returncode == 2 and proc.stderr.strip() == f"error: {message}"
 
 
 @pytest.mark.parametrize("flags, message", [(["--steps", "5"], "--steps must be at least 20 (the first 10 steps are warm-up)"), (["--repeat", "0"], "--repeat must be at least 1, not 0"), (["--nproc", "0"], "--nproc must be at least 1, not 0")])

@@ -16,13 +16,25 @@ summary then gives each config and variant's median tokens/s, its range, and its
     python tools/bench_train.py d12 d12_post_norm -- --batch_size 32 --sequence_length 1024 --compile 1
     python tools/bench_train.py d12 --nproc 2 -- --batch_size 32 --compile 1
     python tools/bench_train.py d12 --variant "" --variant "--kernels pytorch" --repeat 3 -- --compile 1
+
+--nanogpt DIR also runs nanoGPT's own train.py from a checkout of github.com/karpathy/nanoGPT,
+first in each round, so that the anchor the README's ratios are taken against is measured on the
+same machine, in turn with the trainer. It runs at the trainer flags' batch size, sequence length,
+device, dtype, compile and width overrides, with one micro-step, on random tokens, and otherwise
+at nanoGPT's defaults (GPT-2 124M without biases, its eval on one batch at the start, no
+checkpoints). Its row is the median of its own step times after the 10th, like the trainer's, and
+the summary's "vs first" is then each side's ratio to nanoGPT.
+
+    python tools/bench_train.py d12 --nanogpt ~/nanoGPT --repeat 3 -- --batch_size 32 --sequence_length 1024 --compile 1
 """
 
 import argparse
 import datetime
 import json
 import os
+import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,7 +43,25 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from train_gpt2_mod import MODEL_CONFIGS, usage_error  # noqa: E402
+from train_gpt2_mod import MODEL_CONFIGS, build_parser, gpu_peak_flops, usage_error  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+NANOGPT = "nanoGPT train.py"
+NANOGPT_FILES = ("train.py", "model.py", "configurator.py")
+# nanoGPT's train.py is a script: run it in this small wrapper, which then reads from its globals
+# the model's size and the GPU's peak memory, which the script does not print
+NANOGPT_RUNNER = """
+import json, runpy, sys, torch
+sys.argv[0] = "train.py"
+run = runpy.run_path("train.py", run_name="__main__")
+model, cuda = run["raw_model"], "cuda" in run["device"]
+print("nanogpt run: " + json.dumps({"num_params": sum(p.numel() for p in model.parameters()),
+      "n_layer": model.config.n_layer, "n_embd": model.config.n_embd,
+      "device": torch.cuda.get_device_name() if cuda else "cpu",
+      "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}))
+"""
+ITER_LINE = re.compile(r"^iter (\d+): loss \S+, time ([\d.]+)ms", re.M)
 
 
 def run(model, steps, nproc, extra, out_dir):
@@ -43,6 +73,54 @@ def run(model, steps, nproc, extra, out_dir):
         reason = "out of memory" if "out of memory" in proc.stderr.lower() else f"exit code {proc.returncode}"
         return {"model": model, "failed": reason}
     return json.loads((Path(out_dir) / "run.json").read_text())
+
+
+def nanogpt_flags(steps, extra, out_dir):
+    """train.py's --key=value settings for a run like the trainer's with these flags."""
+    trainer, _ = build_parser().parse_known_args(extra)
+    flags = {"dataset": "random", "batch_size": trainer.batch_size, "block_size": trainer.sequence_length,
+             "gradient_accumulation_steps": 1, "max_iters": steps - 1, "eval_interval": steps, "eval_iters": 1,
+             "log_interval": 1, "always_save_checkpoint": False, "compile": bool(trainer.compile), "out_dir": out_dir}
+    if trainer.device:
+        flags["device"] = trainer.device
+    if trainer.dtype or trainer.device == "cpu":  # nanoGPT's default off CUDA is float16
+        flags["dtype"] = trainer.dtype or "float32"
+    flags.update({k: getattr(trainer, k) for k in ("n_layer", "n_head", "n_embd") if getattr(trainer, k) is not None})
+    return [f"--{key}={value}" for key, value in flags.items()]
+
+
+def run_nanogpt(checkout, steps, extra, out_dir):
+    """nanoGPT's train.py on random tokens (its uint16 format), in a copy of its three files; a
+    record like the trainer's run.json."""
+    work = Path(out_dir) / "nanogpt"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "data" / "random").mkdir(parents=True)
+    for name in NANOGPT_FILES:
+        shutil.copy(Path(checkout) / name, work / name)
+    tokens = np.random.default_rng(0).integers(0, 50257, 2**20, dtype=np.uint16)
+    for split in ("train", "val"):
+        tokens.tofile(work / "data" / "random" / f"{split}.bin")
+    flags = nanogpt_flags(steps, extra, str(work / "out"))
+    proc = subprocess.run([sys.executable, "-c", NANOGPT_RUNNER, *flags], cwd=work, capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    times = {int(i): float(ms) for i, ms in ITER_LINE.findall(proc.stdout)}
+    if proc.returncode != 0 or len(times) != steps or "nanogpt run: " not in proc.stdout:
+        print(f"{NANOGPT} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}", file=sys.stderr)
+        return {"model": NANOGPT, "failed": "out of memory" if "out of memory" in proc.stderr.lower() else f"exit code {proc.returncode}"}
+    return nanogpt_record(json.loads(proc.stdout.split("nanogpt run: ")[-1].splitlines()[0]), times, flags)
+
+
+def nanogpt_record(run, times, flags):
+    """The trainer's summary, from train.py's step times: the median of those after the 10th."""
+    shape = dict(flag[2:].split("=") for flag in flags)
+    batch, seq = int(shape["batch_size"]), int(shape["block_size"])
+    median_ms = statistics.median(times[i] for i in range(10, len(times)))
+    tokens_per_s = batch * seq / (median_ms / 1e3)
+    flops_per_token = 6 * run["num_params"] + 12 * run["n_layer"] * run["n_embd"] * seq  # as the trainer counts GPT-2's
+    peak = gpu_peak_flops(run["device"])
+    summary = {"first_step_s": times[0] / 1e3, "steady_steps": len(times) - 10, "median_step_ms": median_ms, "tokens_per_s": tokens_per_s,
+               "mfu": flops_per_token * tokens_per_s / peak if peak else None, "peak_memory_gib": run["peak_memory_gib"]}
+    return {"model": NANOGPT, "num_params": run["num_params"], "device": run["device"], "world_size": 1, "grad_accumulation_steps": 1,
+            "args": {"batch_size": batch, "sequence_length": seq}, "nanogpt_flags": flags, "summary": summary}
 
 
 def label(info):
@@ -93,6 +171,7 @@ def main():
     p.add_argument("--variant", action="append", default=None, help="trainer flags of one variant, after those after -- (repeat it to compare several; \"\" is none)")
     p.add_argument("--repeat", type=int, default=1, help="runs of each config and variant, taken in turn")
     p.add_argument("--json", help="also write the runs' run.json records to this file")
+    p.add_argument("--nanogpt", metavar="DIR", help="also run nanoGPT's train.py from this checkout, first in each round")
     args = p.parse_args(argv)
     unknown = [m for m in args.models if m not in MODEL_CONFIGS]
     if unknown:
@@ -103,21 +182,31 @@ def main():
         usage_error(f"--nproc must be at least 1, not {args.nproc}")
     if args.repeat < 1:
         usage_error(f"--repeat must be at least 1, not {args.repeat}")
+    if args.nanogpt and not all((Path(args.nanogpt) / name).is_file() for name in NANOGPT_FILES):
+        usage_error(f"--nanogpt {args.nanogpt}: not a nanoGPT checkout (it needs {', '.join(NANOGPT_FILES)})")
+    if args.nanogpt and args.nproc > 1:
+        usage_error("--nanogpt runs on one GPU: leave out --nproc")
     variants = args.variant or [""]
     # each row as soon as its config is measured, so a run cut short keeps what it measured
     print(f"measured {datetime.date.today()}, {args.steps} steps each, median of the steps after the 10th; batch = B x T x GPUs x accumulation\n")
     print("| config | params | GPU | batch | ms/step | tokens/s | MFU | peak memory (GiB) | first step (s) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
     infos = []
+
+    def record(info):
+        infos.append(info)
+        print(row(info), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(infos, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeat):
+            if args.nanogpt:
+                record(run_nanogpt(args.nanogpt, args.steps, extra, tmp))
             for model in args.models:
                 for variant in variants:
-                    infos.append(dict(run(model, args.steps, args.nproc, [*extra, *shlex.split(variant)], Path(tmp) / "run"), variant=variant))
-                    print(row(infos[-1]), flush=True)
-                    if args.json:
-                        Path(args.json).write_text(json.dumps(infos, indent=2) + "\n")
-    if args.repeat > 1 or len(variants) > 1:
+                    record(dict(run(model, args.steps, args.nproc, [*extra, *shlex.split(variant)], Path(tmp) / "run"), variant=variant))
+    if args.repeat > 1 or len(variants) > 1 or args.nanogpt:
         print(f"\n{summary(infos)}")
     if any("failed" in info for info in infos):
         sys.exit(1)
