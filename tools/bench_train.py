@@ -21,8 +21,8 @@ summary then gives each config and variant's median tokens/s, its range, and its
 first in each round, so that the anchor the README's ratios are taken against is measured on the
 same machine, in turn with the trainer. It runs at the trainer flags' batch size, sequence length,
 device, dtype, compile and width overrides, with one micro-step, on random tokens, and otherwise
-at nanoGPT's defaults (GPT-2 124M without biases, its eval on one batch at the start, no
-checkpoints). Its row is the median of its own step times after the 10th, like the trainer's, and
+at nanoGPT's defaults (GPT-2 124M without biases, whatever the configs named: compare it with
+d12; its eval on one batch at the start; no checkpoints). Its row is the median of its own step times after the 10th, like the trainer's, and
 the summary's "vs first" is then each side's ratio to nanoGPT.
 
     python tools/bench_train.py d12 --nanogpt ~/nanoGPT --repeat 3 -- --batch_size 32 --sequence_length 1024 --compile 1
@@ -75,18 +75,18 @@ def run(model, steps, nproc, extra, out_dir):
     return json.loads((Path(out_dir) / "run.json").read_text())
 
 
-def nanogpt_flags(steps, extra, out_dir):
-    """train.py's --key=value settings for a run like the trainer's with these flags."""
+def nanogpt_settings(steps, extra, out_dir):
+    """train.py's settings for a run like the trainer's with these flags."""
     trainer, _ = build_parser().parse_known_args(extra)
-    flags = {"dataset": "random", "batch_size": trainer.batch_size, "block_size": trainer.sequence_length,
+    settings = {"dataset": "random", "batch_size": trainer.batch_size, "block_size": trainer.sequence_length,
              "gradient_accumulation_steps": 1, "max_iters": steps - 1, "eval_interval": steps, "eval_iters": 1,
              "log_interval": 1, "always_save_checkpoint": False, "compile": bool(trainer.compile), "out_dir": out_dir}
     if trainer.device:
-        flags["device"] = trainer.device
+        settings["device"] = trainer.device
     if trainer.dtype or trainer.device == "cpu":  # nanoGPT's default off CUDA is float16
-        flags["dtype"] = trainer.dtype or "float32"
-    flags.update({k: getattr(trainer, k) for k in ("n_layer", "n_head", "n_embd") if getattr(trainer, k) is not None})
-    return [f"--{key}={value}" for key, value in flags.items()]
+        settings["dtype"] = trainer.dtype or "float32"
+    settings.update({k: getattr(trainer, k) for k in ("n_layer", "n_head", "n_embd") if getattr(trainer, k) is not None})
+    return settings
 
 
 def run_nanogpt(checkout, steps, extra, out_dir):
@@ -100,19 +100,20 @@ def run_nanogpt(checkout, steps, extra, out_dir):
     tokens = np.random.default_rng(0).integers(0, 50257, 2**20, dtype=np.uint16)
     for split in ("train", "val"):
         tokens.tofile(work / "data" / "random" / f"{split}.bin")
-    flags = nanogpt_flags(steps, extra, str(work / "out"))
+    settings = nanogpt_settings(steps, extra, str(work / "out"))
+    flags = [f"--{key}={value}" for key, value in settings.items()]  # train.py's configurator.py reads --key=value
     proc = subprocess.run([sys.executable, "-c", NANOGPT_RUNNER, *flags], cwd=work, capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     times = {int(i): float(ms) for i, ms in ITER_LINE.findall(proc.stdout)}
     if proc.returncode != 0 or len(times) != steps or "nanogpt run: " not in proc.stdout:
         print(f"{NANOGPT} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}", file=sys.stderr)
         return {"model": NANOGPT, "failed": "out of memory" if "out of memory" in proc.stderr.lower() else f"exit code {proc.returncode}"}
-    return nanogpt_record(json.loads(proc.stdout.split("nanogpt run: ")[-1].splitlines()[0]), times, flags)
+    return nanogpt_record(json.loads(proc.stdout.split("nanogpt run: ")[-1].splitlines()[0]), times, settings)
 
 
-def nanogpt_record(run, times, flags):
-    """The trainer's summary, from train.py's step times: the median of those after the 10th."""
-    shape = dict(flag[2:].split("=") for flag in flags)
-    batch, seq = int(shape["batch_size"]), int(shape["block_size"])
+def nanogpt_record(run, times, settings):
+    """The trainer's summary, from the step times train.py prints (it waits for each step's loss,
+    so they are whole steps): the median of those after the 10th."""
+    batch, seq = settings["batch_size"], settings["block_size"]
     median_ms = statistics.median(times[i] for i in range(10, len(times)))
     tokens_per_s = batch * seq / (median_ms / 1e3)
     flops_per_token = 6 * run["num_params"] + 12 * run["n_layer"] * run["n_embd"] * seq  # as the trainer counts GPT-2's
@@ -120,7 +121,7 @@ def nanogpt_record(run, times, flags):
     summary = {"first_step_s": times[0] / 1e3, "steady_steps": len(times) - 10, "median_step_ms": median_ms, "tokens_per_s": tokens_per_s,
                "mfu": flops_per_token * tokens_per_s / peak if peak else None, "peak_memory_gib": run["peak_memory_gib"]}
     return {"model": NANOGPT, "num_params": run["num_params"], "device": run["device"], "world_size": 1, "grad_accumulation_steps": 1,
-            "args": {"batch_size": batch, "sequence_length": seq}, "nanogpt_flags": flags, "summary": summary}
+            "args": {"batch_size": batch, "sequence_length": seq}, "nanogpt_settings": settings, "summary": summary}
 
 
 def label(info):
