@@ -11,6 +11,7 @@ import pytest
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "tools"))
+from bench_train import gpu_state  # noqa: E402
 from profile_train import QUEUE_FULL_US, host_lead, idle_gaps, launch_calls  # noqa: E402
 
 TINY_MODEL = ["--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--sequence_length", "32", "--device", "cpu"]
@@ -30,6 +31,14 @@ def test_bench_prints_a_row_per_config():
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| d12")]
     assert [r.split(" | ")[0] for r in rows] == ["| d12", "| d12_post_norm"]
     assert all(" | cpu x1 | 2x32x1x1 | " in r for r in rows)
+    assert all(r.endswith(" | - | - |") for r in rows)  # no GPU here: no clock or power to read
+
+
+def test_bench_takes_the_gpus_clock_and_power_over_its_busy_samples_only():
+    # (utilization %, SM clock MHz, power W, temperature C): the idle samples are the run's start-up
+    samples = [(3, 1980, 90.0, 40), (95, 1980, 640.0, 55), (99, 1755, 700.0, 71), (97, 1830, 690.0, 66), (40, 1980, 300.0, 60)]
+    assert gpu_state(samples) == {"sm_clock_mhz": 1830, "power_w": 690.0, "temperature_c": 66, "busy_samples": 3}
+    assert gpu_state(samples[:1]) is None
 
 
 def test_bench_reports_a_failed_config_and_exits_nonzero():

@@ -11,6 +11,9 @@ Two runs of one config on one GPU can differ by a few percent, so a comparison w
 of each side, taken in turn on one machine: --variant adds a set of trainer flags to compare (each
 config runs under each variant), and --repeat runs the whole set again, in the same order. A
 summary then gives each config and variant's median tokens/s, its range, and its ratio to the first.
+Where nvidia-ml-py is installed, each row also gives the GPU's SM clock and power while it was busy
+(medians, read from this process): the lent GPUs of one kind differ, and a GPU kept busy can clock
+down.
 
     python tools/bench_train.py -- --batch_size 32 --sequence_length 1024 --compile 1
     python tools/bench_train.py d12 d12_post_norm -- --batch_size 32 --sequence_length 1024 --compile 1
@@ -39,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,6 +50,11 @@ sys.path.insert(0, str(REPO))
 from train_gpt2_mod import MODEL_CONFIGS, build_parser, gpu_peak_flops, usage_error  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+try:
+    import pynvml  # nvidia-ml-py, where installed: the GPU's clock and power beside each run
+except ImportError:
+    pynvml = None
 
 NANOGPT = "nanoGPT train.py"
 NANOGPT_FILES = ("train.py", "model.py", "configurator.py")
@@ -62,6 +71,49 @@ print("nanogpt run: " + json.dumps({"num_params": sum(p.numel() for p in model.p
       "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}))
 """
 ITER_LINE = re.compile(r"^iter (\d+): loss \S+, time ([\d.]+)ms", re.M)
+BUSY_PERCENT = 90  # samples taken while the GPU was this busy are of the training steps, not of the start-up
+
+
+class GpuMonitor:
+    """The utilization, SM clock, power and temperature of GPUs 0..gpus-1, read through NVML ten
+    times a second from this process while a run goes on, so that reading them costs the run
+    nothing. A GPU that clocks down under sustained load, or a slower machine, shows here."""
+
+    def __init__(self, gpus):
+        self.handles, self.samples, self.done = [], [], threading.Event()
+        if pynvml is not None:
+            try:
+                pynvml.nvmlInit()
+                self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(gpus)]
+            except pynvml.NVMLError:  # no driver: no GPU to read
+                self.handles = []
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+
+    def __enter__(self):
+        if self.handles:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def sample(self):
+        while not self.done.wait(0.1):
+            for h in self.handles:
+                self.samples.append((pynvml.nvmlDeviceGetUtilizationRates(h).gpu, pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM),
+                                     pynvml.nvmlDeviceGetPowerUsage(h) / 1e3, pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU)))
+
+
+def gpu_state(samples):
+    """Medians of the SM clock (MHz), power (W) and temperature (C) over the samples (utilization,
+    clock, power, temperature) taken while the GPU was busy, or None where none was."""
+    busy = [sample for sample in samples if sample[0] >= BUSY_PERCENT]
+    if not busy:
+        return None
+    clock, power, temperature = (statistics.median(sample[i] for sample in busy) for i in (1, 2, 3))
+    return {"sm_clock_mhz": clock, "power_w": power, "temperature_c": temperature, "busy_samples": len(busy)}
 
 
 def run(model, steps, nproc, extra, out_dir):
@@ -131,14 +183,16 @@ def label(info):
 
 def row(info):
     if "failed" in info:
-        return f"| {label(info)} | failed: {info['failed']} | | | | | | | |"
+        return f"| {label(info)} | failed: {info['failed']} | | | | | | | | | |"
     s = info["summary"]
     args = info["args"]
     batch = f"{args['batch_size']}x{args['sequence_length']}x{info['world_size']}x{info['grad_accumulation_steps']}"
     mfu = f"{100 * s['mfu']:.1f}%" if s["mfu"] is not None else "-"
     mem = f"{s['peak_memory_gib']:.2f}" if s["peak_memory_gib"] is not None else "-"
     first = f"{s['first_step_s']:.1f}" if "first_step_s" in s else "-"  # not in runs before 1.6.0
-    return f"| {label(info)} | {info['num_params'] / 1e6:.1f}M | {info['device']} x{info['world_size']} | {batch} | {s['median_step_ms']:.1f} | {s['tokens_per_s']:,.0f} | {mfu} | {mem} | {first} |"
+    gpu = info.get("gpu_state")
+    clock, power = (f"{gpu['sm_clock_mhz']:.0f}", f"{gpu['power_w']:.0f}") if gpu else ("-", "-")
+    return f"| {label(info)} | {info['num_params'] / 1e6:.1f}M | {info['device']} x{info['world_size']} | {batch} | {s['median_step_ms']:.1f} | {s['tokens_per_s']:,.0f} | {mfu} | {mem} | {first} | {clock} | {power} |"
 
 
 def summary(infos):
@@ -190,11 +244,15 @@ def main():
     variants = args.variant or [""]
     # each row as soon as its config is measured, so a run cut short keeps what it measured
     print(f"measured {datetime.date.today()}, {args.steps} steps each, median of the steps after the 10th; batch = B x T x GPUs x accumulation\n")
-    print("| config | params | GPU | batch | ms/step | tokens/s | MFU | peak memory (GiB) | first step (s) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
+    print("| config | params | GPU | batch | ms/step | tokens/s | MFU | peak memory (GiB) | first step (s) | SM clock (MHz) | power (W) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
     infos = []
 
-    def record(info):
+    def record(measure):
+        """One run, with the GPU's clock and power read beside it."""
+        with GpuMonitor(args.nproc) as monitor:
+            info = measure()
+        info["gpu_state"] = gpu_state(monitor.samples)
         infos.append(info)
         print(row(info), flush=True)
         if args.json:
@@ -203,10 +261,10 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeat):
             if args.nanogpt:
-                record(run_nanogpt(args.nanogpt, args.steps, extra, tmp))
+                record(lambda: run_nanogpt(args.nanogpt, args.steps, extra, tmp))
             for model in args.models:
                 for variant in variants:
-                    record(dict(run(model, args.steps, args.nproc, [*extra, *shlex.split(variant)], Path(tmp) / "run"), variant=variant))
+                    record(lambda: dict(run(model, args.steps, args.nproc, [*extra, *shlex.split(variant)], Path(tmp) / "run"), variant=variant))
     if args.repeat > 1 or len(variants) > 1 or args.nanogpt:
         print(f"\n{summary(infos)}")
     if any("failed" in info for info in infos):
