@@ -101,9 +101,13 @@ class GpuMonitor:
 
     def sample(self):
         while not self.done.wait(0.1):
-            for h in self.handles:
-                self.samples.append((pynvml.nvmlDeviceGetUtilizationRates(h).gpu, pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM),
-                                     pynvml.nvmlDeviceGetPowerUsage(h) / 1e3, pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU)))
+            try:
+                for h in self.handles:
+                    self.samples.append((pynvml.nvmlDeviceGetUtilizationRates(h).gpu, pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM),
+                                         pynvml.nvmlDeviceGetPowerUsage(h) / 1e3, pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU)))
+            except pynvml.NVMLError:  # a GPU that does not report one of these: no state for this run
+                self.samples.clear()
+                return
 
 
 def gpu_state(samples):
