@@ -27,8 +27,11 @@ def strict_json(line):
 
 
 def start_trainer(*flags):
+    """The trainer as from a terminal: with Ctrl-C's signal at its default even where these tests run
+    as a background job of a script, whose children inherit SIGINT ignored (and Python keeps it so)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, str(REPO / "train_gpt2_mod.py"), *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    return subprocess.Popen([sys.executable, str(REPO / "train_gpt2_mod.py"), *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def read_until(proc, text):
