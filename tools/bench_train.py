@@ -25,8 +25,9 @@ first in each round, so that the anchor the README's ratios are taken against is
 same machine, in turn with the trainer. It runs at the trainer flags' batch size, sequence length,
 device, dtype, compile and width overrides, with one micro-step, on random tokens, and otherwise
 at nanoGPT's defaults (GPT-2 124M without biases, whatever the configs named: compare it with
-d12; its eval on one batch at the start; no checkpoints). Its row is the median of its own step times after the 10th, like the trainer's, and
-the summary's "vs first" is then each side's ratio to nanoGPT.
+d12; its eval on one batch at the start; no checkpoints). Its row is the median of its own step
+times after the 10th, like the trainer's, and the summary's "vs first" is then each side's ratio
+to nanoGPT.
 
     python tools/bench_train.py d12 --nanogpt ~/nanoGPT --repeat 3 -- --batch_size 32 --sequence_length 1024 --compile 1
 """
@@ -135,8 +136,8 @@ def nanogpt_settings(steps, extra, out_dir):
     """train.py's settings for a run like the trainer's with these flags."""
     trainer, _ = build_parser().parse_known_args(extra)
     settings = {"dataset": "random", "batch_size": trainer.batch_size, "block_size": trainer.sequence_length,
-             "gradient_accumulation_steps": 1, "max_iters": steps - 1, "eval_interval": steps, "eval_iters": 1,
-             "log_interval": 1, "always_save_checkpoint": False, "compile": bool(trainer.compile), "out_dir": out_dir}
+                "gradient_accumulation_steps": 1, "max_iters": steps - 1, "eval_interval": steps, "eval_iters": 1,
+                "log_interval": 1, "always_save_checkpoint": False, "compile": bool(trainer.compile), "out_dir": out_dir}
     if trainer.device:
         settings["device"] = trainer.device
     if trainer.dtype or trainer.device == "cpu":  # nanoGPT's default off CUDA is float16
