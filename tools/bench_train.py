@@ -121,14 +121,18 @@ def gpu_state(samples):
     return {"sm_clock_mhz": clock, "power_w": power, "temperature_c": temperature, "busy_samples": len(busy)}
 
 
+def failed_run(name, proc):
+    """A run that failed: its output's ends to stderr, and the record of its row."""
+    print(f"{name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}", file=sys.stderr)
+    return {"model": name, "failed": "out of memory" if "out of memory" in proc.stderr.lower() else f"exit code {proc.returncode}"}
+
+
 def run(model, steps, nproc, extra, out_dir):
     launcher = [sys.executable] if nproc == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     flags = ["--model", model, "--num_iterations", str(steps), "--warmup_iters", "0", "--input_val_bin", "", "--output_dir", str(out_dir), "--overwrite", "1"]
     proc = subprocess.run([*launcher, str(REPO / "train_gpt2_mod.py"), *flags, *extra], capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     if proc.returncode != 0:
-        print(f"{model} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}", file=sys.stderr)
-        reason = "out of memory" if "out of memory" in proc.stderr.lower() else f"exit code {proc.returncode}"
-        return {"model": model, "failed": reason}
+        return failed_run(model, proc)
     return json.loads((Path(out_dir) / "run.json").read_text())
 
 
@@ -162,8 +166,7 @@ def run_nanogpt(checkout, steps, extra, out_dir):
     proc = subprocess.run([sys.executable, "-c", NANOGPT_RUNNER, *flags], cwd=work, capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     times = {int(i): float(ms) for i, ms in ITER_LINE.findall(proc.stdout)}
     if proc.returncode != 0 or len(times) != steps or "nanogpt run: " not in proc.stdout:
-        print(f"{NANOGPT} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}", file=sys.stderr)
-        return {"model": NANOGPT, "failed": "out of memory" if "out of memory" in proc.stderr.lower() else f"exit code {proc.returncode}"}
+        return failed_run(NANOGPT, proc)
     return nanogpt_record(json.loads(proc.stdout.split("nanogpt run: ")[-1].splitlines()[0]), times, settings)
 
 
