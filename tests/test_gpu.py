@@ -1,6 +1,8 @@
 """Tests that need a CUDA GPU (marker `gpu`; skipped without one). Run them on the GPU machine."""
 
 import dataclasses
+import subprocess
+import sys
 import time
 
 import pytest
@@ -8,7 +10,7 @@ import torch
 
 from torch._dynamo.utils import counters
 
-from conftest import SHORT_TRAIN, TINY, losses, masked_attention_fp32, only_the_loss_breaks_the_graph, read_metrics, run_trainer
+from conftest import REPO, SHORT_TRAIN, TINY, losses, masked_attention_fp32, only_the_loss_breaks_the_graph, read_metrics, run_trainer
 from train_gpt2_mod import GPT, MODEL_CONFIGS, make_optimizer
 
 pytestmark = pytest.mark.gpu
@@ -209,11 +211,6 @@ def test_a_step_slow_to_launch_is_timed_as_slow(tmp_path, monkeypatch):
 def test_profile_reports_the_host_and_the_gaps():
     """tools/profile_train.py end to end on a tiny model: the step's time, the host's launch and
     wait, its launch calls under the profiler, and the GPU's gaps."""
-    import subprocess
-    import sys
-
-    from conftest import REPO
-
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "profile_train.py"), "--warmup", "2", "--timed", "4", "--steps", "2", "--", *TINY], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for start in ("host, per step (median, range):", "host, per step under the profiler:", "GPU idle under the profiler, per step:"):
