@@ -1790,12 +1790,14 @@ def load_val_tokens(args, config, world_size):
 RECOMPUTE_MEMORY_BUDGET = 0.85  # for --recompute 1 (docs/PERFORMANCE.md: how it was chosen)
 
 
-def compile_model(model, recompute):
+def compile_model(model, recompute, cuda_graphs=False):
     """torch.compile as the trainer runs it. recompute: the partitioner keeps activations worth at
-    most RECOMPUTE_MEMORY_BUDGET of what it would keep, and recomputes the cheapest others in backward."""
+    most RECOMPUTE_MEMORY_BUDGET of what it would keep, and recomputes the cheapest others in backward.
+    cuda_graphs: each compiled graph is replayed as a CUDA graph (mode "reduce-overhead"), so the
+    GPU does not wait on Python to launch its kernels one by one."""
     if recompute:
         torch._functorch.config.activation_memory_budget = RECOMPUTE_MEMORY_BUDGET
-    return torch.compile(model, dynamic=False)
+    return torch.compile(model, dynamic=False, mode="reduce-overhead" if cuda_graphs else None)
 
 
 def train_step(train_model, raw_model, optimizer, loader, grad_accum, grad_clip, ctx):
@@ -1850,7 +1852,7 @@ class TrainingRun:
     def __init__(self, args, ctx, config, model, optimizer, loader, val_tokens, hellaswag, start_step=0, train_time=0.0, start_tokens=0):
         self.args, self.ctx, self.config, self.raw_model, self.optimizer, self.loader = args, ctx, config, model, optimizer, loader
         self.val_tokens, self.hellaswag = val_tokens, hellaswag
-        self.model = compile_model(model, args.recompute) if args.compile else model  # evaluation runs it too
+        self.model = compile_model(model, args.recompute, args.cuda_graphs) if args.compile else model  # evaluation runs it too
         self.train_model = self.model
         if ctx.world_size > 1:
             # the rotary tables are buffers computed identically on every rank: no need to broadcast them
@@ -2019,6 +2021,8 @@ class TrainingRun:
             "tokens_per_s": self.tokens_per_step / median,
             "mfu": self.flops_per_step / median / self.peak_flops / self.ctx.world_size if self.peak_flops else None,
             "peak_memory_gib": torch.cuda.max_memory_allocated(self.ctx.device) / 2**30 if on_cuda else None,
+            # what the process held from the GPU: the allocator's cache, and CUDA graphs' memory pools
+            "peak_reserved_gib": torch.cuda.max_memory_reserved(self.ctx.device) / 2**30 if on_cuda else None,
         }
 
     def close(self):
@@ -2142,6 +2146,7 @@ def build_parser():
     p.add_argument("--compile", type=int, default=0, choices=[0, 1], help="1: torch.compile the model")
     p.add_argument("--attn_backend", default="auto", choices=list(KERNEL_CHOICES), help="attention kernels: auto (the fastest measured that runs here), flash_attn (the flash-attn package, or an error), sdpa (PyTorch's)")
     p.add_argument("--kernels", default="auto", choices=list(FUSED_CHOICES), help="MLP and loss kernels: auto (quack's fused ones on Hopper and newer in bf16 where installed), pytorch (PyTorch's own, for attention too under --attn_backend auto)")
+    p.add_argument("--cuda_graphs", type=int, default=0, choices=[0, 1], help="1 (with --compile 1, one GPU, no gradient accumulation): replay the compiled model as CUDA graphs, so the GPU does not wait on Python's kernel launches")
     p.add_argument("--recompute", type=int, default=0, choices=[0, 1], help="1 (with --compile 1): keep fewer activations for backward and recompute the rest (less memory, a little slower: README.md has the figures)")
     p.add_argument("--dtype", default="", choices=["", "float32", "bfloat16"], help="autocast dtype ('': bfloat16 on CUDA, float32 on CPU)")
     p.add_argument("--device", default="", choices=["", "cpu", "cuda"], help="'': CUDA when available")
@@ -2211,9 +2216,26 @@ def check_args(args):
         raise UsageError(f"--warmup_iters ({args.warmup_iters}) + --warmdown_iters ({args.warmdown_iters}) exceed --num_iterations ({args.num_iterations})")
     if args.recompute and not args.compile:
         raise UsageError("--recompute 1 works through torch.compile: add --compile 1")
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if args.cuda_graphs:
+        check_cuda_graphs(args, world_size)
     if args.log_wandb and importlib.util.find_spec("wandb") is None:
         raise UsageError("--log_wandb 1, but wandb is not installed: pip install wandb")
-    grad_accumulation_steps(args, int(os.environ.get("WORLD_SIZE", 1)))
+    grad_accumulation_steps(args, world_size)
+
+
+def check_cuda_graphs(args, world_size):
+    """--cuda_graphs 1 where it is known to be right. With gradient accumulation, torch.compile's
+    CUDA graphs overwrite a micro-batch's gradient buffer with the next one's (pytorch/pytorch#169545);
+    under DDP they are untested here."""
+    if not args.compile:
+        raise UsageError("--cuda_graphs 1 works through torch.compile: add --compile 1")
+    if args.device == "cpu" or not torch.cuda.is_available():
+        raise UsageError("--cuda_graphs 1 needs a CUDA GPU")
+    if world_size > 1:
+        raise UsageError(f"--cuda_graphs 1 runs on one GPU only, not {world_size} processes: leave it off under torchrun")
+    if grad_accumulation_steps(args, world_size) > 1:
+        raise UsageError("--cuda_graphs 1 cannot accumulate gradients (its graphs would overwrite them): lower --total_batch_size to batch_size * sequence_length, or leave it off")
 
 
 def model_from_checkpoint(checkpoint, args, ctx):

@@ -122,6 +122,21 @@ def test_trainer_with_compile_learns_on_gpu(tmp_path):
     assert train[30] < train[1] - 2.0
 
 
+@pytest.mark.parametrize("kernels", ["auto", "pytorch"])
+def test_cuda_graphs_train_and_validate_as_without(tmp_path, kernels):
+    """--cuda_graphs 1 replays the compiled graphs (training, and validation between steps): the
+    losses are those of the same run without them."""
+    runs = {}
+    for graphs in ("0", "1"):
+        out = tmp_path / graphs
+        run_trainer(*TINY, "--device", "cuda", "--compile", "1", "--cuda_graphs", graphs, "--kernels", kernels, "--num_iterations", "8", "--warmup_iters", "2", "--learning_rate", "3e-3", "--val_loss_every", "4", "--val_tokens", "8192", "--output_dir", str(out))
+        runs[graphs] = read_metrics(out)
+    for key in ("train_loss", "val_loss"):
+        without, with_graphs = losses(runs["0"], key), losses(runs["1"], key)
+        assert without.keys() == with_graphs.keys() and len(without) > 1
+        assert all(abs(without[step] - with_graphs[step]) < 1e-3 for step in without), (key, without, with_graphs)
+
+
 @pytest.mark.parametrize("T, window", [(1024, 256), (2048, 1000), (512, 1)])
 def test_flash_window_and_flex_attention_agree(T, window):
     import train_gpt2_mod as m

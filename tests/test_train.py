@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import REPO, TINY, losses, read_metrics, run_trainer
 from conftest import SHORT_TRAIN as SHORT
@@ -111,6 +112,8 @@ def test_run_sh_passes_flags_and_resumes(tmp_path):
         (["--sample_from", "/nonexistent.pt"], "--sample_from /nonexistent.pt: no such file"),
         (["--sample_from", "."], "--sample_from .: is a folder, not a checkpoint: give its ckpt_*.pt file, or latest with --output_dir ."),
         (["--sample_from", "latest"], "--sample_from latest: no checkpoint (ckpt_*.pt) in"),
+        (["--cuda_graphs", "1"], "--cuda_graphs 1 works through torch.compile: add --compile 1"),
+        (["--cuda_graphs", "1", "--compile", "1", "--device", "cpu"], "--cuda_graphs 1 needs a CUDA GPU"),
     ],
 )
 def test_bad_input_fails_clearly(tmp_path, flags, message):
@@ -118,6 +121,25 @@ def test_bad_input_fails_clearly(tmp_path, flags, message):
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "flags, world_size, message",
+    [
+        (["--grad_accumulation_steps", "2"], 1, "cannot accumulate gradients"),
+        ([], 2, "runs on one GPU only, not 2 processes"),
+    ],
+)
+def test_cuda_graphs_refuse_what_they_would_get_wrong(monkeypatch, flags, world_size, message):
+    import train_gpt2_mod as m
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine
+    monkeypatch.setenv("WORLD_SIZE", str(world_size))
+    args = m.build_parser().parse_args([*TINY, "--compile", "1", "--cuda_graphs", "1", *flags])
+    with pytest.raises(m.UsageError, match=message):
+        m.check_args(args)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    m.check_args(m.build_parser().parse_args([*TINY, "--compile", "1", "--cuda_graphs", "1"]))  # one GPU, no accumulation: accepted
 
 
 def test_corrupt_shard_and_existing_run_fail_clearly(tmp_path):

@@ -132,7 +132,7 @@ def main():
         sys.exit("error: this profiles GPU kernels; it needs a CUDA GPU")
     ctx = m.setup_context(targs)
     raw_model, optimizer = m.build_model(targs, ctx, config)  # the trainer's own, seeded, with its kernels
-    model = m.compile_model(raw_model, targs.recompute) if targs.compile else raw_model
+    model = m.compile_model(raw_model, targs.recompute, targs.cuda_graphs) if targs.compile else raw_model
     print(m.describe_kernels(raw_model))
 
     def run_steps(n, host=None):
