@@ -4,7 +4,7 @@
 #     bash ../shared/gpu-kernels/stage.sh && bash docs/prepared/2026-12-03-clocks-and-same-machine-anchor/stage.sh
 #     bash docs/prepared/2026-12-03-clocks-and-same-machine-anchor/gpu_session.sh 1   # carry .gpu-kernels-a and .anchors
 #     ... 2   # carry .gpu-kernels-b and .anchors, at once
-#     ... 3   # at once again: the kernels and the caches from 2 are still there
+#     ... 3   # carry .anchors, at once again: the kernels and the caches from 2 are still there
 set -u
 export PYTHONUNBUFFERED=1
 FLAGS="--batch_size 32 --sequence_length 1024 --compile 1"
@@ -34,6 +34,9 @@ case "${1:-}" in
     clocks_on call2
     timeout "$(( $(left) - 15 ))" python3 tools/bench_train.py d12 --nanogpt .anchors/nanoGPT --repeat 2 --steps 25 \
         --json "$OUT/anchor_auto.json" -- $FLAGS
+    if [ "$(left)" -gt 100 ]; then  # the clocks with the host taken out: inductor's CUDA graphs
+      TORCHINDUCTOR_CUDAGRAPHS=1 timeout "$(( $(left) - 10 ))" python3 tools/bench_train.py d12 --steps 25 --json "$OUT/cudagraphs.json" -- $FLAGS | grep '^| d12'
+    fi
     clocks_off
     gpu_state after_call2
     ;;
@@ -47,9 +50,13 @@ case "${1:-}" in
         > "$OUT/profile_cudagraphs.txt" 2>&1
     grep -E "^first step|ms/step \(mean|^host|^profiled|^GPU idle" "$OUT/profile_cudagraphs.txt"
     echo "profiles done at $(elapsed) s"
-    if [ "$(left)" -gt 290 ]; then
+    # sustained: 300 steps of nanoGPT and of d12 in turn (a 400-step d12 run was 2-3% below the
+    # 25-step benchmarks on the fourth H200)
+    timeout "$(( $(left) - 15 ))" python3 tools/bench_train.py d12 --nanogpt .anchors/nanoGPT --steps 300 --json "$OUT/sustained.json" -- $FLAGS
+    echo "sustained runs done at $(elapsed) s"
+    if [ "$(left)" -gt 200 ]; then
       timeout 120 python3 tools/bench_train.py d12_flash_mla --steps 20 -- $FLAGS | grep '^| d12'   # fills MLA's JIT caches
-      timeout "$(( $(left) - 15 ))" python3 tools/bench_train.py d12 d12_flash_mla --repeat 2 --steps 25 --json "$OUT/mla_rounds.json" -- $FLAGS
+      timeout "$(( $(left) - 15 ))" python3 tools/bench_train.py d12_flash_mla --steps 25 --json "$OUT/mla.json" -- $FLAGS
     fi
     clocks_off
     ;;
