@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "tools"))
-from bench_train import gpu_state  # noqa: E402
+from bench_train import gpu_state, row  # noqa: E402
 from profile_train import QUEUE_FULL_US, host_lead, idle_gaps, launch_calls  # noqa: E402
 
 TINY_MODEL = ["--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--sequence_length", "32", "--device", "cpu"]
@@ -31,7 +31,7 @@ def test_bench_prints_a_row_per_config():
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| d12")]
     assert [r.split(" | ")[0] for r in rows] == ["| d12", "| d12_post_norm"]
     assert all(" | cpu x1 | 2x32x1x1 | " in r for r in rows)
-    assert all(r.endswith(" | - | - |") for r in rows)  # no GPU here: no clock or power to read
+    assert all(r.endswith(" | - | - | - |") for r in rows)  # no GPU here: no clock, power or energy to read
 
 
 def test_bench_takes_the_gpus_clock_and_power_over_its_busy_samples_only():
@@ -39,6 +39,14 @@ def test_bench_takes_the_gpus_clock_and_power_over_its_busy_samples_only():
     samples = [(3, 1980, 90.0, 40), (95, 1980, 640.0, 55), (99, 1755, 700.0, 71), (97, 1830, 690.0, 66), (40, 1980, 300.0, 60)]
     assert gpu_state(samples) == {"sm_clock_mhz": 1830, "power_w": 690.0, "temperature_c": 66, "busy_samples": 3}
     assert gpu_state(samples[:1]) is None
+
+
+def test_bench_gives_a_steps_energy_from_the_busy_power_and_the_median_step():
+    summary = {"median_step_ms": 59.7, "tokens_per_s": 548_900.0, "mfu": 0.475, "peak_memory_gib": 10.3, "first_step_s": 18.9}
+    info = {"model": "d12", "num_params": 123.7e6, "device": "NVIDIA H200", "world_size": 1, "grad_accumulation_steps": 1,
+            "args": {"batch_size": 32, "sequence_length": 1024}, "summary": summary,
+            "gpu_state": {"sm_clock_mhz": 1590, "power_w": 686.0, "temperature_c": 61, "busy_samples": 117}}
+    assert row(info).endswith(" | 59.7 | 548,900 | 47.5% | 10.30 | 18.9 | 1590 | 686 | 41.0 |")  # 686 W x 59.7 ms
 
 
 def test_bench_reports_a_failed_config_and_exits_nonzero():

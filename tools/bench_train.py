@@ -12,8 +12,9 @@ of each side, taken in turn on one machine: --variant adds a set of trainer flag
 config runs under each variant), and --repeat runs the whole set again, in the same order. A
 summary then gives each config and variant's median tokens/s, its range, and its ratio to the first.
 Where nvidia-ml-py is installed, each row also gives the GPU's SM clock and power while it was busy
-(medians, read from this process): the lent GPUs of one kind differ, and a GPU kept busy can clock
-down.
+(medians, read from this process), and the energy of a step (that power times the median step
+time): the lent GPUs of one kind differ, and a GPU held at its power limit clocks down until its
+steps' energy sets their pace.
 
     python tools/bench_train.py -- --batch_size 32 --sequence_length 1024 --compile 1
     python tools/bench_train.py d12 d12_post_norm -- --batch_size 32 --sequence_length 1024 --compile 1
@@ -191,7 +192,7 @@ def label(info):
 
 def row(info):
     if "failed" in info:
-        return f"| {label(info)} | failed: {info['failed']} | | | | | | | | | |"
+        return f"| {label(info)} | failed: {info['failed']} | | | | | | | | | | |"
     s = info["summary"]
     args = info["args"]
     batch = f"{args['batch_size']}x{args['sequence_length']}x{info['world_size']}x{info['grad_accumulation_steps']}"
@@ -199,8 +200,8 @@ def row(info):
     mem = f"{s['peak_memory_gib']:.2f}" if s["peak_memory_gib"] is not None else "-"
     first = f"{s['first_step_s']:.1f}" if "first_step_s" in s else "-"  # not in runs before 1.6.0
     gpu = info.get("gpu_state")
-    clock, power = (f"{gpu['sm_clock_mhz']:.0f}", f"{gpu['power_w']:.0f}") if gpu else ("-", "-")
-    return f"| {label(info)} | {info['num_params'] / 1e6:.1f}M | {info['device']} x{info['world_size']} | {batch} | {s['median_step_ms']:.1f} | {s['tokens_per_s']:,.0f} | {mfu} | {mem} | {first} | {clock} | {power} |"
+    clock, power, energy = (f"{gpu['sm_clock_mhz']:.0f}", f"{gpu['power_w']:.0f}", f"{gpu['power_w'] * s['median_step_ms'] / 1e3:.1f}") if gpu else ("-", "-", "-")
+    return f"| {label(info)} | {info['num_params'] / 1e6:.1f}M | {info['device']} x{info['world_size']} | {batch} | {s['median_step_ms']:.1f} | {s['tokens_per_s']:,.0f} | {mfu} | {mem} | {first} | {clock} | {power} | {energy} |"
 
 
 def summary(infos):
@@ -252,8 +253,8 @@ def main():
     variants = args.variant or [""]
     # each row as soon as its config is measured, so a run cut short keeps what it measured
     print(f"measured {datetime.date.today()}, {args.steps} steps each, median of the steps after the 10th; batch = B x T x GPUs x accumulation\n")
-    print("| config | params | GPU | batch | ms/step | tokens/s | MFU | peak memory (GiB) | first step (s) | SM clock (MHz) | power (W) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
+    print("| config | params | GPU | batch | ms/step | tokens/s | MFU | peak memory (GiB) | first step (s) | SM clock (MHz) | power (W) | J/step per GPU |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
     infos = []
 
     def record(measure):
