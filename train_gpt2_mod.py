@@ -2216,15 +2216,15 @@ def check_args(args):
         raise UsageError(f"--warmup_iters ({args.warmup_iters}) + --warmdown_iters ({args.warmdown_iters}) exceed --num_iterations ({args.num_iterations})")
     if args.recompute and not args.compile:
         raise UsageError("--recompute 1 works through torch.compile: add --compile 1")
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
-    if args.cuda_graphs:
-        check_cuda_graphs(args, world_size)
     if args.log_wandb and importlib.util.find_spec("wandb") is None:
         raise UsageError("--log_wandb 1, but wandb is not installed: pip install wandb")
-    grad_accumulation_steps(args, world_size)
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    grad_accum = grad_accumulation_steps(args, world_size)
+    if args.cuda_graphs:
+        check_cuda_graphs(args, world_size, grad_accum)
 
 
-def check_cuda_graphs(args, world_size):
+def check_cuda_graphs(args, world_size, grad_accum):
     """--cuda_graphs 1 where it is known to be right. With gradient accumulation, torch.compile's
     CUDA graphs overwrite a micro-batch's gradient buffer with the next one's (pytorch/pytorch#169545);
     under DDP they are untested here."""
@@ -2234,7 +2234,7 @@ def check_cuda_graphs(args, world_size):
         raise UsageError("--cuda_graphs 1 needs a CUDA GPU")
     if world_size > 1:
         raise UsageError(f"--cuda_graphs 1 runs on one GPU only, not {world_size} processes: leave it off under torchrun")
-    if grad_accumulation_steps(args, world_size) > 1:
+    if grad_accum > 1:
         raise UsageError("--cuda_graphs 1 cannot accumulate gradients (its graphs would overwrite them): lower --total_batch_size to batch_size * sequence_length, or leave it off")
 
 
