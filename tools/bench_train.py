@@ -100,6 +100,8 @@ class GpuMonitor:
         self.done.set()
         if self.thread.is_alive():
             self.thread.join()
+        if self.handles:  # each nvmlInit wants its nvmlShutdown
+            pynvml.nvmlShutdown()
 
     def sample(self):
         while not self.done.wait(0.1):
