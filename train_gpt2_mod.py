@@ -2214,8 +2214,9 @@ def check_args(args):
         raise UsageError(f"--learning_rate_decay_frac must be in [0, 1], not {args.learning_rate_decay_frac}")
     if args.warmup_iters + args.warmdown_iters > args.num_iterations:
         raise UsageError(f"--warmup_iters ({args.warmup_iters}) + --warmdown_iters ({args.warmdown_iters}) exceed --num_iterations ({args.num_iterations})")
-    if args.recompute and not args.compile:
-        raise UsageError("--recompute 1 works through torch.compile: add --compile 1")
+    for name in ("recompute", "cuda_graphs"):  # both set torch.compile's options
+        if getattr(args, name) and not args.compile:
+            raise UsageError(f"--{name} 1 works through torch.compile: add --compile 1")
     if args.log_wandb and importlib.util.find_spec("wandb") is None:
         raise UsageError("--log_wandb 1, but wandb is not installed: pip install wandb")
     world_size = int(os.environ.get("WORLD_SIZE", 1))
@@ -2228,8 +2229,6 @@ def check_cuda_graphs(args, world_size, grad_accum):
     """--cuda_graphs 1 where it is known to be right. With gradient accumulation, torch.compile's
     CUDA graphs overwrite a micro-batch's gradient buffer with the next one's (pytorch/pytorch#169545);
     under DDP they are untested here."""
-    if not args.compile:
-        raise UsageError("--cuda_graphs 1 works through torch.compile: add --compile 1")
     if args.device == "cpu" or not torch.cuda.is_available():
         raise UsageError("--cuda_graphs 1 needs a CUDA GPU")
     if world_size > 1:
