@@ -1790,7 +1790,7 @@ def load_val_tokens(args, config, world_size):
 RECOMPUTE_MEMORY_BUDGET = 0.85  # for --recompute 1 (docs/PERFORMANCE.md: how it was chosen)
 
 
-def compile_model(model, recompute, cuda_graphs=False):
+def compile_model(model, recompute, cuda_graphs):
     """torch.compile as the trainer runs it. recompute: the partitioner keeps activations worth at
     most RECOMPUTE_MEMORY_BUDGET of what it would keep, and recomputes the cheapest others in backward.
     cuda_graphs: each compiled graph is replayed as a CUDA graph (mode "reduce-overhead"), so the
