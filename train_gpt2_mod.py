@@ -67,9 +67,9 @@ except ImportError:
 try:  # optional, Hopper and newer: quack's fused linear cross-entropy, MLP and in-place RoPE
     from quack.linear_cross_entropy import chunked_linear_cross_entropy as quack_linear_cross_entropy
     from quack.mlp import mlp_func as quack_mlp
-    from quack.rotary import apply_rotary_emb_qkv_ as quack_rotary_qkv_
+    from quack.rotary import apply_rotary as quack_rotary, apply_rotary_emb_qkv_ as quack_rotary_qkv_
 except ImportError:
-    quack_linear_cross_entropy = quack_mlp = quack_rotary_qkv_ = None
+    quack_linear_cross_entropy = quack_mlp = quack_rotary = quack_rotary_qkv_ = None
 
 REPO_DIR = Path(__file__).resolve().parent
 GPT2_VOCAB_SIZE = 50257  # real GPT-2 vocabulary; the model pads it to a multiple of 64
@@ -315,12 +315,22 @@ class AttentionKernel:
         q, k, v = qkv.unbind(dim=2)
         return self(*normalize_and_rotate(q, k, rotary, qk_norm), v)
 
+    def rotated(self, q, k, v, rotary, start):
+        """Attention on q and k whose dims from start on are to be rotated first (MLA's decoupled
+        RoPE). Here out of place; a kernel may override it to rotate in place."""
+        return self(rotate_from(q, rotary, start), rotate_from(k, rotary, start), v)
+
 
 def normalize_and_rotate(q, k, rotary, qk_norm, pos=0):
     """QK-norm (where the layer has it), then RoPE, on (B, T, H, D) queries and keys."""
     if qk_norm is not None:
         q, k = qk_norm(q, k)
     return rotary(q, pos), rotary(k, pos)
+
+
+def rotate_from(t, rotary, start):
+    """RoPE on the dims of each head from start on (MLA's rotary part); those before pass as they are."""
+    return torch.cat((t[..., :start], rotary(t[..., start:])), dim=-1)
 
 
 def sdpa(q, k, v, mask=None):
@@ -572,6 +582,27 @@ def flash_attn4_packed_grads(ctx, grad_out, grad_lse):
 flash_attn4_packed_forward.register_autograd(flash_attn4_packed_grads, setup_context=flash_attn4_save)
 
 
+class QuackRotateInPlace(torch.autograd.Function):
+    """RoPE by quack's kernel on the dims from start on of a (B, T, H, D) tensor, in place, and in
+    backward on its gradient: only the rotated dims are read and written, where rotate_from copies
+    the whole tensor in each direction. cos and sin: the (T, dim / 2) fp32 tables."""
+
+    @staticmethod
+    def forward(ctx, t, cos, sin, start):
+        quack_rotary(t[..., start:], cos, sin, inplace=True)
+        ctx.mark_dirty(t)
+        ctx.save_for_backward(cos, sin)
+        ctx.start = start
+        return t
+
+    @staticmethod
+    def backward(ctx, grad):
+        cos, sin = ctx.saved_tensors
+        # in place: the gradient is the attention kernel's own fresh dq, which nothing else reads
+        quack_rotary(grad[..., ctx.start :], cos, sin, inplace=True, conjugate=True)
+        return grad, None, None, None
+
+
 class FlashAttention4(AttentionKernel):
     """FlashAttention-4 (flash-attn-4's CuTe kernels) for Hopper and Blackwell: any q/k and v head
     dims up to 256 (multiples of 8), windows included, without padding."""
@@ -603,6 +634,15 @@ class FlashAttention4(AttentionKernel):
         # same rotation, within bf16 rounding
         qkv = quack_rotary_qkv_(qkv, rotary.cos[:T], rotary.sin[:T])
         return torch.ops.train_gpt2_mod.flash_attn4_packed_forward(qkv, self.window)[0]
+
+    def rotated(self, q, k, v, rotary, start):
+        """With quack, q is rotated in place (the projection's output, which nothing else reads);
+        k, which MLA has just joined from its parts, is rotated as rotate_from joins it again."""
+        if quack_rotary is None or (q.size(-1) - start) % 8:  # quack rotates multiples of 8 dims
+            return super().rotated(q, k, v, rotary, start)
+        T = q.size(1)
+        q = QuackRotateInPlace.apply(q, rotary.cos[:T], rotary.sin[:T], start)
+        return self(q, rotate_from(k, rotary, start), v)
 
 
 # The kernels each --attn_backend may run, for full causal layers and for sliding-window layers, in
@@ -714,10 +754,6 @@ class MultiHeadLatentAttention(nn.Module):
         c_kv, k_rope = self.wkv_a(x).split((self.kv_rank, self.rope), dim=-1)
         return self.kv_norm(c_kv), k_rope.unsqueeze(2)
 
-    def rotate(self, t, pos):
-        """RoPE on the rotary (last) part of each head only."""
-        return torch.cat((t[..., : self.nope], self.rotary(t[..., self.nope :], pos)), dim=-1)
-
     def forward(self, x, cache=None, pos=0):
         if cache is not None:
             return self.decode(x, cache, pos)
@@ -728,7 +764,7 @@ class MultiHeadLatentAttention(nn.Module):
         k = torch.cat((k_nope, k_rope.expand(B, T, self.n_head, self.rope)), dim=-1)
         if self.qk_norm is not None:
             q, k = self.qk_norm(q, k)
-        y = self.kernel(self.rotate(q, pos), self.rotate(k, pos), v)
+        y = self.kernel.rotated(q, k, v, self.rotary, self.nope)  # RoPE on the last qk_rope_head_dim dims only
         return self.c_proj(y.reshape(B, T, self.n_head * self.v_dim))
 
     def cache_shapes(self):

@@ -85,6 +85,35 @@ def test_packed_attention_matches_the_split_path(window):
         assert relative_error(torch.compile(attn, dynamic=False)(x), results[1][0]) < 1e-2
 
 
+@pytest.mark.skipif(FA4_REASON is not None or QUACK_REASON is not None, reason="needs flash-attn 4 and quack")
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("changes", [dict(), dict(qk_norm=True, q_lora_rank=384)])
+def test_mla_queries_rotated_in_place_match_rotate_from(changes, compiled, monkeypatch):
+    """MLA on FlashAttention-4, its queries' rotary dims rotated in place by quack: the output and
+    gradients of the out-of-place rotation (rotate_from), eager and compiled."""
+    calls, quack_rotary = [], m.quack_rotary
+    monkeypatch.setattr(m, "quack_rotary", lambda *args, **kwargs: calls.append(kwargs) or quack_rotary(*args, **kwargs))
+    torch.manual_seed(0)
+    attn = m.MultiHeadLatentAttention(dataclasses.replace(m.MODEL_CONFIGS["d12_flash_mla"], **changes)).cuda()
+    x = torch.randn(4, 1024, 768, device="cuda")
+    grad = torch.randn(4, 1024, 768, device="cuda")
+    results = []
+    for in_place in (True, False):
+        torch._dynamo.reset()
+        attn.kernel = m.FlashAttention4(0)
+        if not in_place:
+            attn.kernel.rotated = functools.partial(m.AttentionKernel.rotated, attn.kernel)
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = (torch.compile(attn, dynamic=False) if compiled else attn)(xi)
+        out.backward(grad)
+        results.append([out, xi.grad] + [p.grad for p in attn.parameters()])
+        attn.zero_grad(set_to_none=True)
+    assert calls  # the in-place pass rotated by quack
+    for a, b in zip(*results):
+        assert relative_error(a, b) < 1e-2
+
+
 def loss_batch(rows=2 * m.LOSS_CHUNK_ROWS + 300, width=768, vocab=50304):
     g = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(rows, width, device="cuda", generator=g, requires_grad=True)
