@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# As run on 2026-12-02, 17:41-17:48 UTC, from docs/prepared/2026-12-03-mla-profile/ (calls 1 and 2;
+# a third call, right after, ran the Hopper GPU tests not yet run on 1.10.1: see README.md).
 # The two device calls of README.md beside this file, from the project root, one right after the
 # other on one machine (it stays up about 30 s after a call):
 #     bash ../shared/gpu-kernels/stage.sh                       # .gpu-kernels-a, -b
