@@ -315,10 +315,10 @@ class AttentionKernel:
         q, k, v = qkv.unbind(dim=2)
         return self(*normalize_and_rotate(q, k, rotary, qk_norm), v)
 
-    def rotated(self, q, k, v, rotary, start):
-        """Attention on q and k whose dims from start on are to be rotated first (MLA's decoupled
-        RoPE). Here out of place; a kernel may override it to rotate in place."""
-        return self(rotate_from(q, rotary, start), rotate_from(k, rotary, start), v)
+    def with_query_rope(self, q, k, v, rotary, start):
+        """Attention on q whose dims from start on are still to be rotated, and on k as it is (MLA's
+        decoupled RoPE). Here out of place; a kernel may override it to rotate in place."""
+        return self(rotate_from(q, rotary, start), k, v)
 
 
 def normalize_and_rotate(q, k, rotary, qk_norm, pos=0):
@@ -635,14 +635,12 @@ class FlashAttention4(AttentionKernel):
         qkv = quack_rotary_qkv_(qkv, rotary.cos[:T], rotary.sin[:T])
         return torch.ops.train_gpt2_mod.flash_attn4_packed_forward(qkv, self.window)[0]
 
-    def rotated(self, q, k, v, rotary, start):
-        """With quack, q is rotated in place (the projection's output, which nothing else reads);
-        k, which MLA has just joined from its parts, is rotated as rotate_from joins it again."""
+    def with_query_rope(self, q, k, v, rotary, start):
+        """With quack, q is rotated in place (the projection's output, which nothing else reads)."""
         if quack_rotary is None or (q.size(-1) - start) % 8:  # quack rotates multiples of 8 dims
-            return super().rotated(q, k, v, rotary, start)
+            return super().with_query_rope(q, k, v, rotary, start)
         T = q.size(1)
-        q = QuackRotateInPlace.apply(q, rotary.cos[:T], rotary.sin[:T], start)
-        return self(q, rotate_from(k, rotary, start), v)
+        return self(QuackRotateInPlace.apply(q, rotary.cos[:T], rotary.sin[:T], start), k, v)
 
 
 # The kernels each --attn_backend may run, for full causal layers and for sliding-window layers, in
@@ -761,11 +759,21 @@ class MultiHeadLatentAttention(nn.Module):
         q = self.queries(x)
         c_kv, k_rope = self.latent(x)
         k_nope, v = self.wkv_b(c_kv).view(B, T, self.n_head, self.nope + self.v_dim).split((self.nope, self.v_dim), dim=-1)
-        k = torch.cat((k_nope, k_rope.expand(B, T, self.n_head, self.rope)), dim=-1)
-        if self.qk_norm is not None:
-            q, k = self.qk_norm(q, k)
-        y = self.kernel.rotated(q, k, v, self.rotary, self.nope)  # RoPE on the last qk_rope_head_dim dims only
+        q, k = self.queries_and_keys(q, k_nope, k_rope)
+        y = self.kernel.with_query_rope(q, k, v, self.rotary, self.nope)  # RoPE on the last qk_rope_head_dim dims only
         return self.c_proj(y.reshape(B, T, self.n_head * self.v_dim))
+
+    def queries_and_keys(self, q, k_nope, k_rope):
+        """q as it goes to the kernel (after QK-norm where the layer has it; RoPE still to come) and
+        the keys (B, T, H, qk_dim), rotated."""
+        B, T, H, _ = k_nope.size()
+        if self.qk_norm is None:
+            # the shared part rotated once for all heads: its gradient is summed over heads before
+            # RoPE's backward, not rotated per head and rewritten whole
+            return q, torch.cat((k_nope, self.rotary(k_rope).expand(B, T, H, self.rope)), dim=-1)
+        # each head's norm scales its copy of the shared part differently, and comes before RoPE
+        q, k = self.qk_norm(q, torch.cat((k_nope, k_rope.expand(B, T, H, self.rope)), dim=-1))
+        return q, rotate_from(k, self.rotary, self.nope)
 
     def cache_shapes(self):
         """Per token: the latent and the rotated shared key, 288 values for d12; with qk_norm also each

@@ -102,7 +102,7 @@ def test_mla_queries_rotated_in_place_match_rotate_from(changes, compiled, monke
         torch._dynamo.reset()
         attn.kernel = m.FlashAttention4(0)
         if not in_place:
-            attn.kernel.rotated = functools.partial(m.AttentionKernel.rotated, attn.kernel)
+            attn.kernel.with_query_rope = functools.partial(m.AttentionKernel.with_query_rope, attn.kernel)
         xi = x.clone().requires_grad_()
         with torch.autocast("cuda", dtype=torch.bfloat16):
             out = (torch.compile(attn, dynamic=False) if compiled else attn)(xi)
