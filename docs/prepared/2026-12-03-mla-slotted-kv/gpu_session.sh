@@ -6,7 +6,7 @@
 #     ... 2   # carry .gpu-kernels-b, at once
 #     ... 3   # at once again: the kernels and the caches from 2 are still there
 # The working tree is the trainer as it is ("before"); /tmp/after is a copy with the diff applied.
-# At most 8 files come back from a call: call 2 writes 6, call 3 writes 8.
+# At most 8 files come back from a call: call 2 writes 5, call 3 writes 8.
 set -u
 export PYTHONUNBUFFERED=1
 HERE=docs/prepared/2026-12-03-mla-slotted-kv
