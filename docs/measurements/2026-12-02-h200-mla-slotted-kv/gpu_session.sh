@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# As run on 2026-12-02, about 21:45-21:59 UTC, from docs/prepared/2026-12-03-mla-slotted-kv/ (calls 1-3;
+# a fourth call, right after, ran four more rounds of d12 and d12_flash_mla: see README.md).
 # The three device calls of README.md beside this file, from the project root, one right after the
 # other on one machine (it stays up about 30 s after a call):
 #     bash ../shared/gpu-kernels/stage.sh                              # .gpu-kernels-a, -b
