@@ -317,8 +317,18 @@ class AttentionKernel:
 
     def with_query_rope(self, q, k, v, rotary, start):
         """Attention on q whose dims from start on are still to be rotated, and on k as it is (MLA's
-        decoupled RoPE). Here out of place; a kernel may override it to rotate in place."""
-        return self(rotate_from(q, rotary, start), k, v)
+        decoupled RoPE)."""
+        return self(self.query_rope(q, rotary, start), k, v)
+
+    def query_rope(self, q, rotary, start):
+        """q's dims from start on rotated: here out of place; a kernel may rotate them in place."""
+        return rotate_from(q, rotary, start)
+
+    def kv_packed(self, q, kv, rotary, start):
+        """with_query_rope on MLA's keys and values packed per head in one (B, T, H, D_qk + D_v)
+        tensor, k first. Here split into views; a kernel that writes both gradients into one tensor
+        of that layout overrides it."""
+        return self.with_query_rope(q, *split_kv(kv, q.size(-1)), rotary, start)
 
 
 def normalize_and_rotate(q, k, rotary, qk_norm, pos=0):
@@ -326,6 +336,11 @@ def normalize_and_rotate(q, k, rotary, qk_norm, pos=0):
     if qk_norm is not None:
         q, k = qk_norm(q, k)
     return rotary(q, pos), rotary(k, pos)
+
+
+def split_kv(kv, qk_dim):
+    """k and v, views of MLA's packed (B, T, H, qk_dim + v_dim) keys and values."""
+    return kv.split((qk_dim, kv.size(-1) - qk_dim), dim=-1)
 
 
 def rotate_from(t, rotary, start):
@@ -515,9 +530,9 @@ def attention_output_like(q, v):
 
 
 # FlashAttention-4's own entry is an autograd.Function, which torch.compile cannot trace through: as
-# custom ops with fake implementations (shapes only) the compiled model keeps one graph. Two pairs:
-# on q, k, v apart, and on the packed (B, T, 3, H, D) projection, whose gradient FA4 then writes in
-# place, with no copy to stack dq, dk and dv.
+# custom ops with fake implementations (shapes only) the compiled model keeps one graph. Three pairs:
+# on q, k, v apart; on the packed (B, T, 3, H, D) projection, whose gradient FA4 then writes in
+# place, with no copy to stack dq, dk and dv; and on q with MLA's packed keys and values, likewise.
 @torch.library.custom_op("train_gpt2_mod::flash_attn4_forward", mutates_args=())
 def flash_attn4_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
     return flash_attn4_attend(q, k, v, window)
@@ -582,6 +597,36 @@ def flash_attn4_packed_grads(ctx, grad_out, grad_lse):
 flash_attn4_packed_forward.register_autograd(flash_attn4_packed_grads, setup_context=flash_attn4_save)
 
 
+@torch.library.custom_op("train_gpt2_mod::flash_attn4_kv_packed_forward", mutates_args=())
+def flash_attn4_kv_packed_forward(q: torch.Tensor, kv: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return flash_attn4_attend(q, *split_kv(kv, q.size(-1)), window)
+
+
+@flash_attn4_kv_packed_forward.register_fake
+def _(q, kv, window):
+    return attention_output_like(q, split_kv(kv, q.size(-1))[1])
+
+
+@torch.library.custom_op("train_gpt2_mod::flash_attn4_kv_packed_backward", mutates_args=())
+def flash_attn4_kv_packed_backward(grad_out: torch.Tensor, q: torch.Tensor, kv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    grad_q, grad_kv = torch.empty_like(q), torch.empty_like(kv)
+    flash_attn4_attend_backward(grad_out, q, *split_kv(kv, q.size(-1)), out, lse, window, grad_q, *split_kv(grad_kv, q.size(-1)))
+    return grad_q, grad_kv
+
+
+@flash_attn4_kv_packed_backward.register_fake
+def _(grad_out, q, kv, out, lse, window):
+    return torch.empty_like(q), torch.empty_like(kv)
+
+
+def flash_attn4_kv_packed_grads(ctx, grad_out, grad_lse):
+    q, kv, out, lse = ctx.saved_tensors
+    return *torch.ops.train_gpt2_mod.flash_attn4_kv_packed_backward(grad_out.contiguous(), q, kv, out, lse, ctx.window), None
+
+
+flash_attn4_kv_packed_forward.register_autograd(flash_attn4_kv_packed_grads, setup_context=flash_attn4_save)
+
+
 class QuackRotateInPlace(torch.autograd.Function):
     """RoPE by quack's kernel on the dims from start on of a (B, T, H, D) tensor, in place, and in
     backward on its gradient: only the rotated dims are read and written, where rotate_from copies
@@ -635,12 +680,17 @@ class FlashAttention4(AttentionKernel):
         qkv = quack_rotary_qkv_(qkv, rotary.cos[:T], rotary.sin[:T])
         return torch.ops.train_gpt2_mod.flash_attn4_packed_forward(qkv, self.window)[0]
 
-    def with_query_rope(self, q, k, v, rotary, start):
-        """With quack, q is rotated in place (the projection's output, which nothing else reads)."""
+    def query_rope(self, q, rotary, start):
+        """With quack, in place (q is the projection's output, which nothing else reads)."""
         if quack_rotary is None or (q.size(-1) - start) % 8:  # quack rotates multiples of 8 dims
-            return super().with_query_rope(q, k, v, rotary, start)
+            return super().query_rope(q, rotary, start)
         T = q.size(1)
-        return self(QuackRotateInPlace.apply(q, rotary.cos[:T], rotary.sin[:T], start), k, v)
+        return QuackRotateInPlace.apply(q, rotary.cos[:T], rotary.sin[:T], start)
+
+    def kv_packed(self, q, kv, rotary, start):
+        """FA4 reads k and v from kv and writes their gradient into one tensor of its layout, which
+        the up-projection's backward takes as it is."""
+        return torch.ops.train_gpt2_mod.flash_attn4_kv_packed_forward(self.query_rope(q, rotary, start), kv, self.window)[0]
 
 
 # The kernels each --attn_backend may run, for full causal layers and for sliding-window layers, in
@@ -710,6 +760,53 @@ class FlashCausalSelfAttention(CausalSelfAttention):
     loads into either."""
 
 
+def with_key_slots(weight, heads, nope, rope):
+    """wkv_b's weight, rows [W_uk ; W_uv] per head, with rope zero rows between them."""
+    w = weight.view(heads, -1, weight.size(-1))
+    return torch.cat((w[:, :nope], w.new_zeros(heads, rope, w.size(-1)), w[:, nope:]), dim=1).flatten(0, 1)
+
+
+def without_key_slots(weight, heads, nope, rope):
+    """The inverse of with_key_slots: the slots' rows dropped."""
+    w = weight.view(heads, -1, weight.size(-1))
+    return torch.cat((w[:, :nope], w[:, nope + rope :]), dim=1).flatten(0, 1)
+
+
+class SlottedKeyValues(torch.autograd.Function):
+    """MLA's keys and values from the latent, packed per head as [k_nope ; k_rope ; v]: W_uk c_kv, the
+    shared key part, W_uv c_kv. k and v are then views of one tensor, which FlashAttention-4 reads
+    and whose gradient it writes whole, so no copy joins k, nor dk with dv.
+
+    A GEMM cannot leave gaps in its output, so the slots come from zero rows in a widened weight,
+    and the shared key overwrites them. Those rows are zero, so the slots' gradient adds nothing to
+    c_kv's, and it goes to the shared key only, summed over heads."""
+
+    @staticmethod
+    def forward(ctx, c_kv, weight, k_rope, heads, nope):
+        """c_kv (B, T, kv_lora_rank), weight wkv_b's, k_rope (B, T, 1, rope) -> (B, T, H, qk_dim + v_dim)."""
+        dtype = autocast_dtype(c_kv)  # as autocast would run the projection
+        B, T, _ = c_kv.size()
+        rope = k_rope.size(-1)
+        c_kv, slotted = c_kv.to(dtype), with_key_slots(weight.to(dtype), heads, nope, rope)
+        kv = c_kv.flatten(0, 1) @ slotted.T
+        width = kv.size(-1) // heads
+        # through as_strided on the GEMM's own output, not a slice of a view of it: Inductor writes
+        # such a view alone, where a slice assignment becomes a kernel over every column of kv
+        torch.as_strided(kv, (B * T, heads, rope), (heads * width, width, 1), nope).copy_(k_rope.flatten(0, 1))
+        ctx.save_for_backward(c_kv, slotted)
+        ctx.heads, ctx.nope, ctx.rope = heads, nope, rope
+        return kv.view(B, T, heads, width)
+
+    @staticmethod
+    def backward(ctx, grad):
+        c_kv, slotted = ctx.saved_tensors
+        grad = grad.to(c_kv.dtype)
+        flat = grad.flatten(2)
+        grad_weight = without_key_slots(flat.flatten(0, 1).T @ c_kv.flatten(0, 1), ctx.heads, ctx.nope, ctx.rope)
+        grad_k_rope = grad[..., ctx.nope : ctx.nope + ctx.rope].sum(2, keepdim=True)
+        return flat @ slotted, grad_weight, grad_k_rope, None, None
+
+
 class MultiHeadLatentAttention(nn.Module):
     """DeepSeek-V2 Multi-Head Latent Attention (section 2.1).
 
@@ -756,24 +853,19 @@ class MultiHeadLatentAttention(nn.Module):
         if cache is not None:
             return self.decode(x, cache, pos)
         B, T, _ = x.size()
-        q = self.queries(x)
-        c_kv, k_rope = self.latent(x)
-        k_nope, v = self.wkv_b(c_kv).view(B, T, self.n_head, self.nope + self.v_dim).split((self.nope, self.v_dim), dim=-1)
-        q, k = self.queries_and_keys(q, k_nope, k_rope)
-        y = self.kernel.with_query_rope(q, k, v, self.rotary, self.nope)  # RoPE on the last qk_rope_head_dim dims only
+        y = self.attend(self.queries(x), *self.latent(x))  # RoPE on the last qk_rope_head_dim dims only
         return self.c_proj(y.reshape(B, T, self.n_head * self.v_dim))
 
-    def queries_and_keys(self, q, k_nope, k_rope):
-        """q as it goes to the kernel (after QK-norm where the layer has it; RoPE still to come) and
-        the keys (B, T, H, qk_dim), rotated."""
-        B, T, H, _ = k_nope.size()
+    def attend(self, q, c_kv, k_rope):
+        """The kernel's attention of the unrotated queries on the keys and values of the latent."""
         if self.qk_norm is None:
-            # the shared part rotated once for all heads: its gradient is summed over heads before
-            # RoPE's backward, not rotated per head and rewritten whole
-            return q, torch.cat((k_nope, self.rotary(k_rope).expand(B, T, H, self.rope)), dim=-1)
+            # the shared key part rotated once for all heads, not in each head's copy
+            kv = SlottedKeyValues.apply(c_kv, self.wkv_b.weight, self.rotary(k_rope), self.n_head, self.nope)
+            return self.kernel.kv_packed(q, kv, self.rotary, self.nope)
         # each head's norm scales its copy of the shared part differently, and comes before RoPE
-        q, k = self.qk_norm(q, torch.cat((k_nope, k_rope.expand(B, T, H, self.rope)), dim=-1))
-        return q, rotate_from(k, self.rotary, self.nope)
+        k, v = split_kv(SlottedKeyValues.apply(c_kv, self.wkv_b.weight, k_rope, self.n_head, self.nope), self.qk_dim)
+        q, k = self.qk_norm(q, k)
+        return self.kernel.with_query_rope(q, rotate_from(k, self.rotary, self.nope), v, self.rotary, self.nope)
 
     def cache_shapes(self):
         """Per token: the latent and the rotated shared key, 288 values for d12; with qk_norm also each

@@ -17,6 +17,7 @@ from train_gpt2_mod import (
     FlashMLA,
     GPTConfig,
     MultiHeadLatentAttention,
+    SlottedKeyValues,
     UsageError,
 )
 
@@ -107,6 +108,21 @@ def test_mla_matches_the_deepseek_equations():
     y = torch.einsum("bhts,bshd->bthd", scores.softmax(-1), v).reshape(B, T, H * dv) @ mla.c_proj.weight.T
     with torch.no_grad():
         assert torch.allclose(mla(h), y, atol=1e-5)
+
+
+def test_slotted_key_values_are_the_joined_projection_with_exact_gradients():
+    """[W_uk c_kv ; shared key ; W_uv c_kv] per head, and its hand-written backward against
+    finite differences (the slots' zero rows must keep their gradient out of c_kv's and W's)."""
+    torch.manual_seed(0)
+    H, nope, rope, dv, rank = 3, 4, 2, 5, 6
+    c_kv = torch.randn(2, 7, rank, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(H * (nope + dv), rank, dtype=torch.float64, requires_grad=True)
+    k_rope = torch.randn(2, 7, 1, rope, dtype=torch.float64, requires_grad=True)
+    kv = (c_kv @ weight.T).view(2, 7, H, nope + dv)
+    joined = torch.cat((kv[..., :nope], k_rope.expand(2, 7, H, rope), kv[..., nope:]), dim=-1)
+    # the widened GEMM may sum in another order than the plain one: equal to rounding, not bitwise
+    torch.testing.assert_close(SlottedKeyValues.apply(c_kv, weight, k_rope, H, nope), joined, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda *t: SlottedKeyValues.apply(*t, H, nope), (c_kv, weight, k_rope))
 
 
 MLA_VARIANTS = [dict(), dict(qk_norm=True), dict(q_lora_rank=20), dict(sliding_window=6), dict(qk_norm=True, q_lora_rank=20, sliding_window=6)]

@@ -88,28 +88,34 @@ def test_packed_attention_matches_the_split_path(window):
 @pytest.mark.skipif(FA4_REASON is not None or QUACK_REASON is not None, reason="needs flash-attn 4 and quack")
 @pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("changes", [dict(), dict(qk_norm=True, q_lora_rank=384)])
-def test_mla_queries_rotated_in_place_match_rotate_from(changes, compiled, monkeypatch):
-    """MLA on FlashAttention-4, its queries' rotary dims rotated in place by quack: the output and
-    gradients of the out-of-place rotation (rotate_from), eager and compiled."""
-    calls, quack_rotary = [], m.quack_rotary
-    monkeypatch.setattr(m, "quack_rotary", lambda *args, **kwargs: calls.append(kwargs) or quack_rotary(*args, **kwargs))
+def test_mla_on_flash_attn4_matches_the_split_path(changes, compiled, monkeypatch):
+    """MLA on FlashAttention-4, its queries' rotary dims rotated in place by quack and (without
+    QK-norm) its keys and values read from, and their gradient written into, one packed tensor: the
+    output and gradients of the split path (rotate_from, then FA4 on q, k, v apart), eager and
+    compiled."""
+    rotations, packed_grads = [], []
+    quack_rotary, attend_backward = m.quack_rotary, m.flash_attn4_attend_backward
+    monkeypatch.setattr(m, "quack_rotary", lambda *args, **kwargs: rotations.append(kwargs) or quack_rotary(*args, **kwargs))
+    monkeypatch.setattr(m, "flash_attn4_attend_backward", lambda *args: packed_grads.append(len(args) > 7) or attend_backward(*args))
     torch.manual_seed(0)
     attn = m.MultiHeadLatentAttention(dataclasses.replace(m.MODEL_CONFIGS["d12_flash_mla"], **changes)).cuda()
     x = torch.randn(4, 1024, 768, device="cuda")
     grad = torch.randn(4, 1024, 768, device="cuda")
     results = []
-    for in_place in (True, False):
+    for split in (False, True):
         torch._dynamo.reset()
         attn.kernel = m.FlashAttention4(0)
-        if not in_place:
-            attn.kernel.with_query_rope = functools.partial(m.AttentionKernel.with_query_rope, attn.kernel)
+        if split:
+            for name in ("query_rope", "kv_packed"):
+                setattr(attn.kernel, name, functools.partial(getattr(m.AttentionKernel, name), attn.kernel))
         xi = x.clone().requires_grad_()
         with torch.autocast("cuda", dtype=torch.bfloat16):
             out = (torch.compile(attn, dynamic=False) if compiled else attn)(xi)
         out.backward(grad)
         results.append([out, xi.grad] + [p.grad for p in attn.parameters()])
         attn.zero_grad(set_to_none=True)
-    assert calls  # the in-place pass rotated by quack
+    assert rotations  # the fast pass rotated by quack
+    assert packed_grads == [not changes.get("qk_norm"), False]  # and wrote dk and dv into one tensor
     for a, b in zip(*results):
         assert relative_error(a, b) < 1e-2
 
