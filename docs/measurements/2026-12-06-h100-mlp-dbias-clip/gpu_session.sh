@@ -63,6 +63,7 @@ case "${1:-}" in
     pack 4 ;;
 5)  # round 3 of d12, MLA's second round, if device time is left
     kernels_path
+    [ -f /tmp/mlp_ok ] && bench /tmp/mlp mlp_3 25 d12
     [ -f /tmp/mlp_ok ] && bench /tmp/both both_3 25 d12
     bench . anchor_before_3 25 d12 --nanogpt .anchors/nanoGPT
     bench /tmp/clip clip_3 25 d12
