@@ -1936,6 +1936,19 @@ def compile_model(model, recompute, cuda_graphs):
     return torch.compile(model, dynamic=False, mode="reduce-overhead" if cuda_graphs else None)
 
 
+def clip_gradients(model, optimizer, max_norm):
+    """The gradients' total norm; with max_norm > 0, they are scaled down to at most max_norm.
+    Fused AdamW takes the scale as its grad_scale and divides each gradient by it as it reads it,
+    which saves a pass over all the gradients."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+    if max_norm > 0 and optimizer.defaults.get("fused"):
+        optimizer.grad_scale = torch.clamp((norm + 1e-6) / max_norm, min=1.0)  # clip_grad_norm_'s coefficient, inverted
+    elif max_norm > 0:
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+    return norm
+
+
 def train_step(train_model, raw_model, optimizer, loader, grad_accum, grad_clip, ctx):
     """One optimizer step over grad_accum micro-batches: forward, backward, clipping, AdamW. Returns
     this rank's mean loss and the grad norm as device tensors, without waiting for the GPU."""
@@ -1951,7 +1964,7 @@ def train_step(train_model, raw_model, optimizer, loader, grad_accum, grad_clip,
             _, loss = train_model(x, y, return_logits=False)
         loss_sum += loss.detach()
         (loss / grad_accum).backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+    grad_norm = clip_gradients(raw_model, optimizer, grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss_sum / grad_accum, grad_norm

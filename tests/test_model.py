@@ -10,6 +10,7 @@ from train_gpt2_mod import (
     GPTConfig,
     Rotary,
     UsageError,
+    clip_gradients,
     gpu_peak_flops,
     learning_rate_at,
     make_optimizer,
@@ -154,3 +155,26 @@ def test_config_validation():
         GPTConfig(n_embd=100, n_head=12).validate()
     with pytest.raises(UsageError, match="norm_type"):
         GPTConfig(norm_type="batchnorm").validate()
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("max_norm", [0.5, 1e3, 0.0])
+def test_clip_gradients_steps_as_clip_grad_norm_does(device, fused, max_norm):
+    """Fused AdamW takes the clip as its grad_scale; the step is clip_grad_norm_'s, within rounding."""
+    steps = []
+    for clip in (clip_gradients, None):
+        torch.manual_seed(0)
+        model = GPT(tiny()).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=fused)
+        for p in model.parameters():
+            p.grad = torch.randn_like(p)
+        if clip is None:
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm if max_norm > 0 else float("inf"))
+        else:
+            norm = clip(model, opt, max_norm)
+        opt.step()
+        steps.append((norm, [p.detach().clone() for p in model.parameters()]))
+    (norm, params), (want_norm, want_params) = steps
+    assert torch.allclose(norm, want_norm)
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(params, want_params))
