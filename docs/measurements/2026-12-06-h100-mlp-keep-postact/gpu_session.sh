@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The device calls of PLAN.md beside this file, on one H100 (or H200) machine, from the project root,
+# each right after the one before (the machine stays up about 30 s after a call):
+#     bash ../shared/gpu-kernels/stage.sh                                            # .gpu-kernels-a, -b
+#     bash docs/measurements/2026-12-02-h200-power-cap-cuda-graphs/stage.sh          # .anchors/nanoGPT
+#     bash docs/measurements/2026-12-06-h100-mlp-keep-postact/gpu_session.sh 1   # carry .gpu-kernels-a, .anchors
+#     ... 2   # carry .gpu-kernels-b, .anchors
+#     ... 3, 4, 5   # carry .anchors: the kernels and caches of the calls before are still there
+# The working tree is the trainer as it is ("before", 1.10.4); /tmp/new is it with
+# mlp_keep_postact.diff applied.
+set -u
+export PYTHONUNBUFFERED=1
+HERE=docs/measurements/2026-12-06-h100-mlp-keep-postact
+FLAGS="--batch_size 32 --sequence_length 1024 --compile 1 --cuda_graphs 1"
+LIMIT=${LIMIT:-570}  # each call's own budget in seconds, under the device's 600
+t0=$(date +%s)
+elapsed() { echo $(( $(date +%s) - t0 )); }
+left() { echo $(( LIMIT - $(elapsed) )); }
+kernels_path() { export PYTHONPATH=/tmp/gk/site-packages:/tmp/gk/site-packages/nvidia_cutlass_dsl/dsl_packages; }
+mkdir -p /tmp/res
+bench() {  # bench DIR NAME STEPS BENCH_ARGS...: one bench_train.py call from the tree in DIR, if time is left
+    local dir=$1 name=$2 steps=$3; shift 3
+    local budget=$(( $(left) - 5 ))
+    if [ "$budget" -lt 60 ]; then echo "$name: skipped at $(elapsed) s"; return; fi
+    if [ "$dir" != . ] && [ ! -f /tmp/new_ok ]; then echo "$name: /tmp/new failed its tests"; return; fi
+    (cd "$dir" && timeout "$budget" python3 tools/bench_train.py "$@" --steps "$steps" --json "/tmp/res/$name.json" -- $FLAGS | grep -E '^\| (d12|nanoGPT)')
+    echo "$name ended at $(elapsed) s"
+}
+profile() {  # profile DIR NAME: d12's step by kernel, under CUDA graphs, from the tree in DIR, if time is left
+    local budget=$(( $(left) - 5 ))
+    if [ "$budget" -lt 60 ]; then echo "$2: skipped at $(elapsed) s"; return; fi
+    (cd "$1" && timeout "$budget" python3 tools/profile_train.py --warmup 10 --timed 20 --steps 3 --top 60 -- --model d12 $FLAGS > "/tmp/res/profile_$2.txt" 2>&1)
+    grep -E "first step|ms/step|^\| [a-zA-Z(]" "/tmp/res/profile_$2.txt" | head -12; echo "$2 ended at $(elapsed) s"
+}
+pack() { tar -czf "$OUT/results_$1.tgz" -C /tmp/res . ; }  # one file back, whatever the count of runs
+case "${1:-}" in
+1)  # the first half of the kernels; the card at rest
+    mkdir -p /tmp/gk && cp .gpu-kernels-a/* /tmp/gk/
+    nvidia-smi -q -d PERFORMANCE,POWER,CLOCK,TEMPERATURE > "$OUT/smi_idle.txt" 2>&1
+    nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.max.sm --format=csv ;;
+2)  # the kernels; the tree; its GPU tests (the MLP's, the clip's CUDA case); the MLP alone; its profile
+    cp .gpu-kernels-b/* /tmp/gk/ && bash /tmp/gk/install.sh > /tmp/install.txt 2>&1 || { tail -5 /tmp/install.txt; exit 1; }
+    kernels_path
+    rm -rf /tmp/new && cp -r . /tmp/new && patch -s -d /tmp/new -p1 < "$HERE/mlp_keep_postact.diff" || exit 1
+    (cd /tmp/new && timeout -s INT 240 python3 -m pytest -q -m gpu -rfEs tests/test_hopper_kernels.py tests/test_model.py \
+        -k "quack_mlp or compiles_into_the_model_graph or clip" > /tmp/res/tests_gpu.txt 2>&1) && touch /tmp/new_ok
+    tail -3 /tmp/res/tests_gpu.txt; echo "tests ended at $(elapsed) s"
+    (cd /tmp/new && timeout $(( $(left) - 200 )) python3 tools/bench_quack_mlp.py > /tmp/res/bench_quack_mlp.txt 2>&1)
+    grep -E '^\|' /tmp/res/bench_quack_mlp.txt
+    [ -f /tmp/new_ok ] && profile /tmp/new new
+    pack 2 ;;
+3)  # the trainer as it is, profiled; round 1 in turn: nanoGPT and before, new; MLA before, new
+    kernels_path
+    profile . before
+    bench . anchor_before_1 25 d12 --nanogpt .anchors/nanoGPT
+    bench /tmp/new new_1 25 d12
+    bench . mla_before_1 25 d12_flash_mla
+    bench /tmp/new mla_new_1 25 d12_flash_mla
+    pack 3 ;;
+4)  # round 2, the other way round
+    kernels_path
+    bench /tmp/new new_2 25 d12
+    bench . anchor_before_2 25 d12 --nanogpt .anchors/nanoGPT
+    bench /tmp/new mla_new_2 25 d12_flash_mla
+    bench . mla_before_2 25 d12_flash_mla
+    pack 4 ;;
+5)  # round 3 of d12; then 200 steps of nanoGPT and new, if device time is left
+    kernels_path
+    bench . anchor_before_3 25 d12 --nanogpt .anchors/nanoGPT
+    bench /tmp/new new_3 25 d12
+    bench /tmp/new sustained_new 200 d12 --nanogpt .anchors/nanoGPT
+    pack 5 ;;
+*)  echo "usage: gpu_session.sh 1|2|3|4|5" >&2; exit 2 ;;
+esac
+echo "call ${1} took $(elapsed) s"
