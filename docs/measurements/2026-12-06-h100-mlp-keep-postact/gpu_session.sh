@@ -49,25 +49,25 @@ case "${1:-}" in
     grep -E '^\|' /tmp/res/bench_quack_mlp.txt
     [ -f /tmp/new_ok ] && profile /tmp/new new
     pack 2 ;;
-3)  # the trainer as it is, profiled; round 1 in turn: nanoGPT and before, new; MLA before, new
+3)  # rounds 1 and 2 of d12 in turn (the second the other way round); MLA before and new
     kernels_path
-    profile . before
     bench . anchor_before_1 25 d12 --nanogpt .anchors/nanoGPT
     bench /tmp/new new_1 25 d12
+    bench /tmp/new new_2 25 d12
+    bench . anchor_before_2 25 d12 --nanogpt .anchors/nanoGPT
     bench . mla_before_1 25 d12_flash_mla
     bench /tmp/new mla_new_1 25 d12_flash_mla
     pack 3 ;;
-4)  # round 2, the other way round
+4)  # the trainer as it is, profiled; round 3 of d12; MLA's second round, the other way round
     kernels_path
-    bench /tmp/new new_2 25 d12
-    bench . anchor_before_2 25 d12 --nanogpt .anchors/nanoGPT
+    profile . before
+    bench . anchor_before_3 25 d12 --nanogpt .anchors/nanoGPT
+    bench /tmp/new new_3 25 d12
     bench /tmp/new mla_new_2 25 d12_flash_mla
     bench . mla_before_2 25 d12_flash_mla
     pack 4 ;;
-5)  # round 3 of d12; then 200 steps of nanoGPT and new, if device time is left
+5)  # 200 steps of nanoGPT and new, if device time is left
     kernels_path
-    bench . anchor_before_3 25 d12 --nanogpt .anchors/nanoGPT
-    bench /tmp/new new_3 25 d12
     bench /tmp/new sustained_new 200 d12 --nanogpt .anchors/nanoGPT
     pack 5 ;;
 *)  echo "usage: gpu_session.sh 1|2|3|4|5" >&2; exit 2 ;;
