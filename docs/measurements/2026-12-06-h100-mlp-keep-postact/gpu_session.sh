@@ -5,7 +5,7 @@
 #     bash docs/measurements/2026-12-02-h200-power-cap-cuda-graphs/stage.sh          # .anchors/nanoGPT
 #     bash docs/measurements/2026-12-06-h100-mlp-keep-postact/gpu_session.sh 1   # carry .gpu-kernels-a, .anchors
 #     ... 2   # carry .gpu-kernels-b, .anchors
-#     ... 3, 4, 5   # carry .anchors: the kernels and caches of the calls before are still there
+#     ... 3, 4   # carry .anchors: the kernels and caches of the calls before are still there
 # The working tree is the trainer as it is ("before", 1.10.4); /tmp/new is it with
 # mlp_keep_postact.diff applied.
 set -u
@@ -38,38 +38,33 @@ case "${1:-}" in
     mkdir -p /tmp/gk && cp .gpu-kernels-a/* /tmp/gk/
     nvidia-smi -q -d PERFORMANCE,POWER,CLOCK,TEMPERATURE > "$OUT/smi_idle.txt" 2>&1
     nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.max.sm --format=csv ;;
-2)  # the kernels; the tree; its GPU tests (the MLP's, the clip's CUDA case); the MLP alone; its profile
+2)  # the kernels; the tree; its GPU tests (the MLP's, the clip's CUDA case); the MLP alone; round 1 of d12
     cp .gpu-kernels-b/* /tmp/gk/ && bash /tmp/gk/install.sh > /tmp/install.txt 2>&1 || { tail -5 /tmp/install.txt; exit 1; }
     kernels_path
     rm -rf /tmp/new && cp -r . /tmp/new && patch -s -d /tmp/new -p1 < "$HERE/mlp_keep_postact.diff" || exit 1
     (cd /tmp/new && timeout -s INT 240 python3 -m pytest -q -m gpu -rfEs tests/test_hopper_kernels.py tests/test_model.py \
         -k "quack_mlp or compiles_into_the_model_graph or clip" > /tmp/res/tests_gpu.txt 2>&1) && touch /tmp/new_ok
     tail -3 /tmp/res/tests_gpu.txt; echo "tests ended at $(elapsed) s"
-    (cd /tmp/new && timeout $(( $(left) - 200 )) python3 tools/bench_quack_mlp.py > /tmp/res/bench_quack_mlp.txt 2>&1)
-    grep -E '^\|' /tmp/res/bench_quack_mlp.txt
-    [ -f /tmp/new_ok ] && profile /tmp/new new
-    pack 2 ;;
-3)  # rounds 1 and 2 of d12 in turn (the second the other way round); MLA before and new
-    kernels_path
+    (cd /tmp/new && timeout 90 python3 tools/bench_quack_mlp.py > /tmp/res/bench_quack_mlp.txt 2>&1)
+    grep -E '^\|' /tmp/res/bench_quack_mlp.txt; echo "bench_quack_mlp ended at $(elapsed) s"
     bench . anchor_before_1 25 d12 --nanogpt .anchors/nanoGPT
     bench /tmp/new new_1 25 d12
+    pack 2 ;;
+3)  # rounds 2 and 3 of d12 in turn, the first the other way round; MLA before and new
+    kernels_path
     bench /tmp/new new_2 25 d12
-    bench . anchor_before_2 25 d12 --nanogpt .anchors/nanoGPT
+    bench . before_2 25 d12
+    bench . before_3 25 d12
+    bench /tmp/new new_3 25 d12
     bench . mla_before_1 25 d12_flash_mla
     bench /tmp/new mla_new_1 25 d12_flash_mla
     pack 3 ;;
-4)  # the trainer as it is, profiled; round 3 of d12; MLA's second round, the other way round
+4)  # both trees' d12 under the profiler; 200 steps of nanoGPT and new, if device time is left
     kernels_path
+    profile /tmp/new new
     profile . before
-    bench . anchor_before_3 25 d12 --nanogpt .anchors/nanoGPT
-    bench /tmp/new new_3 25 d12
-    bench /tmp/new mla_new_2 25 d12_flash_mla
-    bench . mla_before_2 25 d12_flash_mla
-    pack 4 ;;
-5)  # 200 steps of nanoGPT and new, if device time is left
-    kernels_path
     bench /tmp/new sustained_new 200 d12 --nanogpt .anchors/nanoGPT
-    pack 5 ;;
-*)  echo "usage: gpu_session.sh 1|2|3|4|5" >&2; exit 2 ;;
+    pack 4 ;;
+*)  echo "usage: gpu_session.sh 1|2|3|4" >&2; exit 2 ;;
 esac
 echo "call ${1} took $(elapsed) s"
