@@ -55,6 +55,8 @@ case "${1:-}" in
     (cd /tmp/new && timeout -s INT $(( $(left) - 10 )) python3 -m pytest -q -m gpu -rA tests/test_hopper_kernels.py tests/test_model.py \
         -k "quack_mlp or clip" -p no:warnings > /tmp/res/tests_gpu.txt 2>&1; echo "pytest exit status $?" >> /tmp/res/tests_gpu.txt)
     grep -E "^(PASSED|FAILED|ERROR)|passed|failed|exit status" /tmp/res/tests_gpu.txt | tail -14
+    # how large the JIT caches are: whether a later session could carry them and skip the first compilation
+    du -sh /tmp/root/quack_cache /tmp/root/flash_attention_cute_dsl_cache /tmp/torchinductor_root 2>&1 | tee /tmp/res/jit_cache_sizes.txt
     pack 3 ;;
 4)  # both trees' d12 under the profiler; MLA before and new; the MLP alone, if time is left
     kernels_path
