@@ -1,0 +1,43 @@
+# Helpers for the scripts that run a measurement session on a lent GPU machine in calls of at most
+# 600 s each (docs/measurements/*/gpu_session.sh, docs/prepared/*/gpu_session.sh). Source it from
+# the project root, after setting FLAGS (the trainer's flags for every run). Each call keeps its own
+# budget, LIMIT seconds, and every step checks what is left before it starts, so that a call ends
+# with its results packed rather than cut off by the machine's limit.
+#
+#     FLAGS="--batch_size 32 --sequence_length 1024 --compile 1"; . tools/device_session.sh
+#     install_kernels; bench . before_1 25 d12 --nanogpt .anchors/nanoGPT; pack 2
+
+export PYTHONUNBUFFERED=1
+LIMIT=${LIMIT:-570}  # this call's budget in seconds, under the device's 600
+RESULTS=/tmp/res  # where every step writes; pack sends it back under $OUT
+_session_t0=$(date +%s)
+mkdir -p "$RESULTS"
+
+elapsed() { echo $(( $(date +%s) - _session_t0 )); }
+left() { echo $(( LIMIT - $(elapsed) )); }
+
+# FlashAttention-4 and quack, as ../shared/gpu-kernels/stage.sh splits them over two calls:
+# stage_kernels in the first (carrying .gpu-kernels-a), install_kernels in the second (-b).
+stage_kernels() { mkdir -p /tmp/gk && cp .gpu-kernels-a/* /tmp/gk/; }
+kernels_path() { export PYTHONPATH=/tmp/gk/site-packages:/tmp/gk/site-packages/nvidia_cutlass_dsl/dsl_packages; }
+install_kernels() {
+    cp .gpu-kernels-b/* /tmp/gk/ && bash /tmp/gk/install.sh > /tmp/install.txt 2>&1 || { tail -5 /tmp/install.txt; return 1; }
+    kernels_path
+}
+
+bench() {  # bench DIR NAME STEPS BENCH_ARGS...: one tools/bench_train.py run from the tree in DIR, if time is left
+    local dir=$1 name=$2 steps=$3; shift 3
+    local budget=$(( $(left) - 5 ))
+    if [ "$budget" -lt 60 ]; then echo "$name: skipped at $(elapsed) s"; return; fi
+    (cd "$dir" && timeout "$budget" python3 tools/bench_train.py "$@" --steps "$steps" --json "$RESULTS/$name.json" -- $FLAGS | grep -E '^\| (d12|nanoGPT)')
+    echo "$name ended at $(elapsed) s"
+}
+
+profile() {  # profile DIR NAME [CONFIG]: a step by kernel (tools/profile_train.py) from the tree in DIR, if time is left
+    local budget=$(( $(left) - 5 ))
+    if [ "$budget" -lt 60 ]; then echo "$2: skipped at $(elapsed) s"; return; fi
+    (cd "$1" && timeout "$budget" python3 tools/profile_train.py --warmup 10 --timed 20 --steps 3 --top 60 -- --model "${3:-d12}" $FLAGS > "$RESULTS/profile_$2.txt" 2>&1)
+    grep -E "first step|ms/step|^\| [a-zA-Z(]" "$RESULTS/profile_$2.txt" | head -12; echo "$2 ended at $(elapsed) s"
+}
+
+pack() { tar -czf "$OUT/results_$1.tgz" -C "$RESULTS" . ; }  # one file back, whatever the count of runs
