@@ -1,5 +1,6 @@
 # Helpers for the scripts that run a measurement session on a lent GPU machine in calls of at most
-# 600 s each (docs/measurements/*/gpu_session.sh, docs/prepared/*/gpu_session.sh). Source it from
+# 600 s each (docs/prepared/*/gpu_session.sh, which move to docs/measurements/ once run; the scripts
+# there from before 2026-12-07 carry their own copies, kept as they ran). Source it from
 # the project root, after setting FLAGS (the trainer's flags for every run). Each call keeps its own
 # budget, LIMIT seconds, and every step checks what is left before it starts, so that a call ends
 # with its results packed rather than cut off by the machine's limit.
