@@ -9,13 +9,15 @@
 #     install_kernels; bench . before_1 25 d12 --nanogpt .anchors/nanoGPT; pack 2
 
 export PYTHONUNBUFFERED=1
-LIMIT=${LIMIT:-570}  # this call's budget in seconds, under the device's 600
+# this call's budget in seconds, under the device's 600; copied, because bash drops an assignment
+# written before `.` (LIMIT=300 . tools/device_session.sh) once the file is read
+_session_limit=${LIMIT:-570}
 RESULTS=/tmp/res  # where every step writes; pack sends it back under $OUT
 _session_t0=$(date +%s)
 mkdir -p "$RESULTS"
 
 elapsed() { echo $(( $(date +%s) - _session_t0 )); }
-left() { echo $(( LIMIT - $(elapsed) )); }
+left() { echo $(( _session_limit - $(elapsed) )); }
 
 # FlashAttention-4 and quack, as ../shared/gpu-kernels/stage.sh splits them over two calls:
 # stage_kernels in the first (carrying .gpu-kernels-a), install_kernels in the second (-b).

@@ -1,0 +1,22 @@
+"""tools/device_session.sh, the helpers of the GPU session scripts: each call's time budget."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    "script, budget",
+    [
+        ("LIMIT=300 . tools/device_session.sh; left", 300),  # an assignment before `.` lasts only while it reads
+        ("LIMIT=300; . tools/device_session.sh; left", 300),
+        (". tools/device_session.sh; left", 570),
+    ],
+)
+def test_the_call_budget_holds_however_limit_is_given(script, budget):
+    out = subprocess.run(["bash", "-c", "set -u; " + script], cwd=REPO_DIR, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert budget - 2 <= int(out.stdout) <= budget
