@@ -64,12 +64,13 @@ try:  # optional, Hopper and newer: FlashAttention-4 (pip install -r requirement
     from flash_attn.cute import interface as flash_attn4
 except ImportError:
     flash_attn4 = None
-try:  # optional, Hopper and newer: quack's fused linear cross-entropy, MLP and in-place RoPE
+try:  # optional, Hopper and newer: quack's fused linear cross-entropy, GEMMs with epilogues and in-place RoPE
+    from quack.epilogue.library import dgelu_dbias_epi as quack_gemm_dgelu_dbias
+    from quack.gemm_interface import gemm as quack_gemm, gemm_act as quack_gemm_act
     from quack.linear_cross_entropy import chunked_linear_cross_entropy as quack_linear_cross_entropy
-    from quack.mlp import mlp_func as quack_mlp
     from quack.rotary import apply_rotary as quack_rotary, apply_rotary_emb_qkv_ as quack_rotary_qkv_
 except ImportError:
-    quack_linear_cross_entropy = quack_mlp = quack_rotary = quack_rotary_qkv_ = None
+    quack_gemm = quack_gemm_act = quack_gemm_dgelu_dbias = quack_linear_cross_entropy = quack_rotary = quack_rotary_qkv_ = None
 
 REPO_DIR = Path(__file__).resolve().parent
 GPT2_VOCAB_SIZE = 50257  # real GPT-2 vocabulary; the model pads it to a multiple of 64
@@ -928,7 +929,7 @@ def place_attention(attn, backend, device, dtype):
 
 def quack_unavailable(device_type, capability, dtype):
     """Why quack's fused kernels cannot run on this device and (autocast) dtype, or None."""
-    if quack_mlp is None:
+    if quack_gemm is None:
         return "quack is not installed (pip install -r requirements-hopper.txt)"
     if device_type != "cuda" or capability < (9, 0):
         return "quack's kernels need a Hopper or newer GPU"
@@ -962,15 +963,69 @@ class TorchMLP(FusedKernel):
         return mlp.c_proj(F.gelu(mlp.c_fc(x), approximate="tanh"))
 
 
+# quack tunes each GEMM on its first call, but not under torch.compile one whose epilogue reduces
+# (the graph would allocate the partial sums, at the tile's shape): as a custom op it runs eagerly,
+# tuned, inside the compiled graph.
+@torch.library.custom_op("train_gpt2_mod::quack_dgelu_dbias", mutates_args=())
+def quack_dgelu_dbias(grad_out: torch.Tensor, weight: torch.Tensor, preact: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """grad_out @ weight times GELU's derivative at preact, and its column sums (the gradient of
+    preact's bias) in float32, in one GEMM."""
+    out = quack_gemm_dgelu_dbias(grad_out, weight, preact)
+    return out["D"], out["dwb"]
+
+
+@quack_dgelu_dbias.register_fake
+def _(grad_out, weight, preact):
+    return torch.empty_like(preact), preact.new_empty(preact.size(-1), dtype=torch.float32)
+
+
+class QuackGeluMLP(torch.autograd.Function):
+    """c_proj(gelu(c_fc(x))) on quack's GEMMs. Forward: c_fc's bias and the GELU in its GEMM's
+    epilogue, c_proj's bias in its. Backward: GELU's derivative and c_fc's bias gradient in one
+    epilogue, where quack's mlp_func reads the whole (tokens, 4 * n_embd) gradient again to sum it.
+    The GELU's output is kept for c_proj's weight gradient, where mlp_func writes it again in the
+    backward: one activation of that size more in memory, one write of it less. A model without
+    biases gets c_fc's bias gradient computed and dropped. Weights and biases arrive in their own
+    dtype, are cast to autocast's, and get gradients in theirs."""
+
+    @staticmethod
+    def forward(ctx, x, w_fc, b_fc, w_proj, b_proj, keep_for_backward):
+        ctx.param_dtype = w_fc.dtype
+        dtype = autocast_dtype(x)
+        x, w_fc, w_proj = x.to(dtype), w_fc.to(dtype), w_proj.to(dtype)
+        b_fc, b_proj = (None if b is None else b.to(dtype) for b in (b_fc, b_proj))
+        with torch.autocast("cuda", enabled=False):
+            rows = x.flatten(0, -2)
+            preact, postact = quack_gemm_act(rows, w_fc.T, bias=b_fc, activation="gelu_tanh_approx", store_preact=keep_for_backward)
+            out = quack_gemm(postact, w_proj.T, bias=b_proj)
+        if keep_for_backward:
+            ctx.save_for_backward(rows, preact, postact, w_fc, w_proj)
+            ctx.has_bias = (b_fc is not None, b_proj is not None)
+        return out.view(*x.shape[:-1], out.size(-1))
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        rows, preact, postact, w_fc, w_proj = ctx.saved_tensors
+        with torch.autocast("cuda", enabled=False):
+            dout = grad_out.flatten(0, -2).contiguous()
+            dpreact, db_fc = quack_dgelu_dbias(dout, w_proj, preact)
+            dx = quack_gemm(dpreact, w_fc, dynamic_scheduler=True)
+            dw_fc = quack_gemm(dpreact.T, rows, out_dtype=ctx.param_dtype, dynamic_scheduler=True)
+            dw_proj = quack_gemm(dout.T, postact, out_dtype=ctx.param_dtype, dynamic_scheduler=True)
+        db_fc = db_fc.to(ctx.param_dtype) if ctx.has_bias[0] else None
+        db_proj = dout.sum(0, dtype=ctx.param_dtype) if ctx.has_bias[1] else None
+        return dx.view(grad_out.shape[:-1] + dx.shape[-1:]), dw_fc, db_fc, dw_proj, db_proj, None
+
+
 class QuackMLP(TorchMLP):
-    """quack's MLP: each bias and the GELU (and its derivative) in a GEMM's epilogue."""
+    """quack's MLP (QuackGeluMLP): each bias, the GELU, its derivative and c_fc's bias gradient in a
+    GEMM's epilogue."""
 
     name = "quack"
     unavailable = staticmethod(quack_unavailable)
 
     def __call__(self, mlp, x):
-        biases = [None if b is None else b.to(autocast_dtype(x)) for b in (mlp.c_fc.bias, mlp.c_proj.bias)]  # as autocast casts them
-        return quack_mlp(x, mlp.c_fc.weight, mlp.c_proj.weight, "gelu_tanh_approx", bias1=biases[0], bias2=biases[1])
+        return QuackGeluMLP.apply(x, mlp.c_fc.weight, mlp.c_fc.bias, mlp.c_proj.weight, mlp.c_proj.bias, torch.is_grad_enabled())
 
 
 class MLP(nn.Module):

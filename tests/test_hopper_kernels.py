@@ -147,7 +147,10 @@ def test_quack_loss_matches_the_chunked_loss():
 
 
 @needs_quack
-def test_quack_mlp_matches_the_pytorch_mlp():
+@pytest.mark.parametrize("compiled", [False, True])
+def test_quack_mlp_matches_the_pytorch_mlp(compiled):
+    """Output and every gradient (the biases' from the fused epilogue among them), eagerly and
+    compiled, and the output without grad (validation's path)."""
     torch.manual_seed(0)
     mlp = m.MLP(m.MODEL_CONFIGS["d12"]).cuda()
     torch.nn.init.normal_(mlp.c_fc.bias, std=0.02)
@@ -156,12 +159,17 @@ def test_quack_mlp_matches_the_pytorch_mlp():
     grad = torch.randn(8, 1024, 768, device="cuda")
     results = []
     for kernel in (m.QuackMLP(), m.TorchMLP()):
+        torch._dynamo.reset()
         mlp.kernel = kernel
+        run = torch.compile(mlp, dynamic=False) if compiled else mlp
         xi = x.clone().requires_grad_()
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = mlp(xi)
+            out = run(xi)
+            with torch.no_grad():
+                out_no_grad = run(x)
         out.backward(grad)
-        results.append([out, xi.grad] + [p.grad for p in mlp.parameters()])
+        results.append([out, out_no_grad, xi.grad] + [p.grad for p in mlp.parameters()])
+        assert all(p.grad.dtype == torch.float32 for p in mlp.parameters())
         mlp.zero_grad(set_to_none=True)
     for a, b in zip(*results):
         assert relative_error(a, b) < 1e-2
