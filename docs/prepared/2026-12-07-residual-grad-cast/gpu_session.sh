@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The device calls of README.md beside this file, from the project root, each right after the one
+# before on one machine (it stays up about 30 s after a call):
+#     bash ../shared/gpu-kernels/stage.sh                               # .gpu-kernels-a, -b
+#     bash docs/prepared/2026-12-07-residual-grad-cast/gpu_session.sh 1   # carry .gpu-kernels-a
+#     ... 2   # carry .gpu-kernels-b, at once
+#     ... 3   # no carry: the kernels and caches of the calls before are still there
+# One tree (the trainer as it is); the arms differ only in Inductor's settings, by environment:
+# "default", and "nomix" with Inductor's mix-order reductions off.
+set -u
+FLAGS="--batch_size 32 --sequence_length 1024 --compile 1 --cuda_graphs 1"
+. tools/device_session.sh
+case "${1:-}" in
+1)  stage_kernels
+    nvidia-smi -q -d PERFORMANCE,POWER,CLOCK,TEMPERATURE > "$OUT/smi_idle.txt" 2>&1
+    nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.max.sm --format=csv ;;
+2)  # rounds 1 and 2 in turn, the second the other way round
+    install_kernels || exit 1
+    bench . default_1 25 d12
+    TORCHINDUCTOR_MIX_ORDER_REDUCTION=0 bench . nomix_1 25 d12
+    TORCHINDUCTOR_MIX_ORDER_REDUCTION=0 bench . nomix_2 25 d12
+    bench . default_2 25 d12
+    pack 2 ;;
+3)  # round 3; both arms' d12 under the profiler; Inductor's code of the nomix step (is the
+    # residual gradient's cast now in the LayerNorm backward kernel?)
+    kernels_path
+    bench . default_3 25 d12
+    TORCHINDUCTOR_MIX_ORDER_REDUCTION=0 bench . nomix_3 25 d12
+    TORCHINDUCTOR_MIX_ORDER_REDUCTION=0 profile . nomix
+    profile . default
+    if [ "$(left)" -ge 60 ]; then
+        # caches off: on a cache hit Inductor does not print the code again
+        TORCHINDUCTOR_MIX_ORDER_REDUCTION=0 TORCHINDUCTOR_FORCE_DISABLE_CACHES=1 TORCH_LOGS=output_code timeout $(( $(left) - 10 )) python3 train_gpt2_mod.py \
+            --model d12 --num_iterations 2 --warmup_iters 0 --input_val_bin "" --output_dir /tmp/oc --overwrite 1 $FLAGS \
+            > "$RESULTS/output_code_nomix.txt" 2>&1
+        gzip -9 "$RESULTS/output_code_nomix.txt"
+    fi
+    pack 3 ;;
+*)  echo "usage: gpu_session.sh 1|2|3" >&2; exit 2 ;;
+esac
+echo "call ${1} took $(elapsed) s"
