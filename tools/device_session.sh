@@ -43,4 +43,13 @@ profile() {  # profile DIR NAME [CONFIG]: a step by kernel (tools/profile_train.
     grep -E "first step|ms/step|^\| [a-zA-Z(]" "$RESULTS/profile_$2.txt" | head -12; echo "$2 ended at $(elapsed) s"
 }
 
+inductor_log() {  # inductor_log DIR NAME LOGS: Inductor's TORCH_LOGS (output_code, fusion) of one d12 compilation from the tree in DIR, if time is left
+    if [ "$(left)" -lt 90 ]; then echo "$3 log of $2: skipped at $(elapsed) s"; return; fi
+    # caches off: on a cache hit Inductor compiles nothing, so it logs nothing
+    (cd "$1" && TORCHINDUCTOR_FORCE_DISABLE_CACHES=1 TORCH_LOGS="$3" timeout $(( $(left) > 200 ? 150 : $(left) - 10 )) \
+        python3 train_gpt2_mod.py --model d12 --num_iterations 2 --warmup_iters 0 --input_val_bin "" \
+        --output_dir /tmp/oc --overwrite 1 $FLAGS > "$RESULTS/${3}_$2.txt" 2>&1)
+    gzip -9 "$RESULTS/${3}_$2.txt"; echo "$3 log of $2 ended at $(elapsed) s"
+}
+
 pack() { tar -czf "$OUT/results_$1.tgz" -C "$RESULTS" . ; }  # one file back, whatever the count of runs

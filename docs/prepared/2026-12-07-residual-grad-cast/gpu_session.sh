@@ -10,13 +10,6 @@
 set -u
 FLAGS="--batch_size 32 --sequence_length 1024 --compile 1 --cuda_graphs 1"
 . tools/device_session.sh
-inductor_log() {  # inductor_log NAME LOGS: Inductor's TORCH_LOGS of one d12 compilation, if time is left
-    if [ "$(left)" -lt 90 ]; then echo "$2 log of $1: skipped at $(elapsed) s"; return; fi
-    TORCHINDUCTOR_FORCE_DISABLE_CACHES=1 TORCH_LOGS="$2" timeout $(( $(left) > 200 ? 150 : $(left) - 10 )) \
-        python3 train_gpt2_mod.py --model d12 --num_iterations 2 --warmup_iters 0 --input_val_bin "" \
-        --output_dir /tmp/oc --overwrite 1 $FLAGS > "$RESULTS/${2}_$1.txt" 2>&1
-    gzip -9 "$RESULTS/${2}_$1.txt"; echo "$2 log of $1 ended at $(elapsed) s"
-}
 case "${1:-}" in
 1)  stage_kernels
     nvidia-smi -q -d PERFORMANCE,POWER,CLOCK,TEMPERATURE > "$OUT/smi_idle.txt" 2>&1
@@ -28,16 +21,16 @@ case "${1:-}" in
     TORCHINDUCTOR_MIX_ORDER_REDUCTION=0 bench . nomix_2 25 d12
     bench . default_2 25 d12
     pack 2 ;;
-3)  # round 3; both arms under the profiler; then, with Inductor's caches off (on a cache hit it
-    # prints nothing), its fusion log of the default step (why the cast stays out of the LayerNorm
-    # backward kernel) and its code of the nomix step (whether the cast joins it there)
+3)  # round 3; both arms under the profiler; then Inductor's fusion log of the default step (why the
+    # cast stays out of the LayerNorm backward kernel) and its code of the nomix step (whether the
+    # cast joins it there)
     kernels_path
     bench . default_3 25 d12
     TORCHINDUCTOR_MIX_ORDER_REDUCTION=0 bench . nomix_3 25 d12
     TORCHINDUCTOR_MIX_ORDER_REDUCTION=0 profile . nomix
     profile . default
-    inductor_log default fusion
-    TORCHINDUCTOR_MIX_ORDER_REDUCTION=0 inductor_log nomix output_code
+    inductor_log . default fusion
+    TORCHINDUCTOR_MIX_ORDER_REDUCTION=0 inductor_log . nomix output_code
     pack 3 ;;
 *)  echo "usage: gpu_session.sh 1|2|3" >&2; exit 2 ;;
 esac
