@@ -4,8 +4,8 @@ GPT-2 pretraining in one file, for comparing architecture choices at GPT-2 scale
 Read top to bottom: config, layers, attention kernels, attention, model, data, optimizer and
 schedule, checkpointing, training loop, command line. The attention classes hold the math; the
 kernel each layer runs is chosen once, when the model is placed on its device: a new kernel is one
-AttentionKernel subclass plus its entry in the table KERNEL_CHOICES (for the MLP and the loss, one
-class plus its entry in FUSED_CHOICES). Hopper's fast kernels (FlashAttention-4, quack) are optional:
+AttentionKernel subclass plus its entry in the table KERNEL_CHOICES (for the MLP, the loss and the
+q, k, v projection, one class plus its entry in FUSED_CHOICES). Hopper's fast kernels (FlashAttention-4, quack) are optional:
 pip install -r requirements-hopper.txt.
 
 Launch with torchrun on 1 to 8 GPUs per node (or plain python on a CPU):
@@ -38,6 +38,7 @@ import zipfile
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -66,11 +67,14 @@ except ImportError:
     flash_attn4 = None
 try:  # optional, Hopper and newer: quack's fused linear cross-entropy, GEMMs with epilogues and in-place RoPE
     from quack.epilogue.library import dgelu_dbias_epi as quack_gemm_dgelu_dbias
+    from quack.epilogue.rotary import make_interleaved_inv_freq as quack_rope_turns
+    from quack.epilogue.rotary import rope_posfreq_bias_epi as quack_gemm_rope_bias, rope_posfreq_epi as quack_gemm_rope
     from quack.gemm_interface import gemm as quack_gemm, gemm_act as quack_gemm_act
     from quack.linear_cross_entropy import chunked_linear_cross_entropy as quack_linear_cross_entropy
     from quack.rotary import apply_rotary as quack_rotary, apply_rotary_emb_qkv_ as quack_rotary_qkv_
 except ImportError:
     quack_gemm = quack_gemm_act = quack_gemm_dgelu_dbias = quack_linear_cross_entropy = quack_rotary = quack_rotary_qkv_ = None
+    quack_rope_turns = quack_gemm_rope_bias = quack_gemm_rope = None
 
 REPO_DIR = Path(__file__).resolve().parent
 GPT2_VOCAB_SIZE = 50257  # real GPT-2 vocabulary; the model pads it to a multiple of 64
@@ -230,6 +234,7 @@ class Rotary(nn.Module):
         inv_freq = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)
         angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), inv_freq)
         # non-persistent: derived from the config, so checkpoints do not carry them
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
@@ -266,8 +271,8 @@ def is_sliding_window_layer(config, layer_idx):
 # The attention classes below hold the math; the kernel that computes softmax(q k^T / sqrt(D_qk)) v,
 # causal and optionally windowed, is an AttentionKernel chosen once per layer when the model is
 # placed on its device and dtype (GPT.set_kernels), from the table KERNEL_CHOICES. A new
-# kernel is one AttentionKernel subclass plus its entry in that table. The MLP and the loss choose
-# theirs the same way, from FUSED_CHOICES.
+# kernel is one AttentionKernel subclass plus its entry in that table. The MLP, the loss and the
+# q, k, v projection choose theirs the same way, from FUSED_CHOICES.
 
 
 @dataclass(frozen=True)
@@ -311,8 +316,8 @@ class AttentionKernel:
 
     def packed(self, qkv, rotary, qk_norm):
         """Attention on a (B, T, 3, H, D) projection whose q and k are not yet normalized (qk_norm,
-        or None) and rotated (rotary). Here: split, normalize, rotate, call the kernel; a kernel
-        that reads q, k and v in place overrides it."""
+        or None) and rotated (rotary, or None where the projection rotated them). Here: split,
+        normalize, rotate, call the kernel; a kernel that reads q, k and v in place overrides it."""
         q, k, v = qkv.unbind(dim=2)
         return self(*normalize_and_rotate(q, k, rotary, qk_norm), v)
 
@@ -336,7 +341,7 @@ def normalize_and_rotate(q, k, rotary, qk_norm, pos=0):
     """QK-norm (where the layer has it), then RoPE, on (B, T, H, D) queries and keys."""
     if qk_norm is not None:
         q, k = qk_norm(q, k)
-    return rotary(q, pos), rotary(k, pos)
+    return (q, k) if rotary is None else (rotary(q, pos), rotary(k, pos))
 
 
 def split_kv(kv, qk_dim):
@@ -671,14 +676,16 @@ class FlashAttention4(AttentionKernel):
         return torch.ops.train_gpt2_mod.flash_attn4_forward(q, k, v, self.window)[0]
 
     def packed(self, qkv, rotary, qk_norm):
-        """With quack and no QK-norm: quack rotates q and k in place in the projection (and their
-        gradient in place in backward), and FA4 reads q, k, v from it and writes its gradient."""
-        if qk_norm is not None or quack_rotary_qkv_ is None:
+        """With no QK-norm: FA4 reads q, k, v from the projection and writes its gradient, q and k
+        rotated in place by quack where the projection has not rotated them (and their gradient in
+        place in backward)."""
+        if qk_norm is not None or (rotary is not None and quack_rotary_qkv_ is None):
             return super().packed(qkv, rotary, qk_norm)
-        T = qkv.size(1)
-        # the fp32 tables as they are (Rotary.forward rounds them to the compute dtype first): the
-        # same rotation, within bf16 rounding
-        qkv = quack_rotary_qkv_(qkv, rotary.cos[:T], rotary.sin[:T])
+        if rotary is not None:
+            T = qkv.size(1)
+            # the fp32 tables as they are (Rotary.forward rounds them to the compute dtype first):
+            # the same rotation, within bf16 rounding
+            qkv = quack_rotary_qkv_(qkv, rotary.cos[:T], rotary.sin[:T])
         return torch.ops.train_gpt2_mod.flash_attn4_packed_forward(qkv, self.window)[0]
 
     def query_rope(self, q, rotary, start):
@@ -737,6 +744,7 @@ class CausalSelfAttention(nn.Module):
         self.rotary = Rotary(self.head_dim, config.block_size, config.rope_theta)
         self.qk_norm = QKNorm(self.head_dim) if config.qk_norm else None
         self.kernel = portable_kernel(window, self.qk_dim, self.v_dim)
+        self.qkv_kernel = TorchQKV()  # until GPT.set_kernels chooses
 
     def cache_shapes(self):
         """Per token: the rotated keys and the values of every head."""
@@ -744,11 +752,11 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x, cache=None, pos=0):
         B, T, C = x.size()
-        qkv = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim)
         if cache is None:
-            y = self.kernel.packed(qkv, self.rotary, self.qk_norm)
+            qkv = self.qkv_kernel(self, x).view(B, T, 3, self.n_head, self.head_dim)
+            y = self.kernel.packed(qkv, None if self.qkv_kernel.rotates else self.rotary, self.qk_norm)
         else:
-            q, k, v = qkv.unbind(dim=2)
+            q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim).unbind(dim=2)
             q, k = normalize_and_rotate(q, k, self.rotary, self.qk_norm, pos)
             cache["k"][:, pos : pos + T], cache["v"][:, pos : pos + T] = k, v
             y = decode_attention(q, cache["k"][:, : pos + T], cache["v"][:, : pos + T], pos, self.window)
@@ -944,7 +952,7 @@ def autocast_dtype(x):
 
 
 class FusedKernel:
-    """An MLP or loss kernel of FUSED_CHOICES, as AttentionKernel is for attention."""
+    """An MLP, loss or q, k, v projection kernel of FUSED_CHOICES, as AttentionKernel is for attention."""
 
     name = ""  # as the startup log names it
 
@@ -1026,6 +1034,88 @@ class QuackMLP(TorchMLP):
 
     def __call__(self, mlp, x):
         return QuackGeluMLP.apply(x, mlp.c_fc.weight, mlp.c_fc.bias, mlp.c_proj.weight, mlp.c_proj.bias, torch.is_grad_enabled())
+
+
+class TorchQKV(FusedKernel):
+    """The attention's q, k and v projection as PyTorch's linear layer; the attention rotates q and k."""
+
+    name = "PyTorch"
+    rotates = False  # whether q and k come out rotated
+
+    def __call__(self, attn, x):
+        return attn.c_attn(x)
+
+
+def rope_pairs_adjacent(t, heads, head_dim):
+    """c_attn's weight or bias with each q and k head's rows reordered from RoPE's pairs (j, j + head_dim
+    / 2) to adjacent rows (2j, 2j + 1), the pairs quack's RoPE epilogue rotates; v's rows as they are.
+    Attention is the same for q and k whose dims are reordered alike."""
+    qk, v = t[: 2 * heads * head_dim], t[2 * heads * head_dim :]
+    return torch.cat((qk.unflatten(0, (2 * heads, 2, head_dim // 2)).transpose(1, 2).flatten(0, 2), v))
+
+
+# A custom op for the reason of quack_dgelu_dbias's. quack's dense calls take their vectors as
+# (batches, length): a rank-1 one would be read as a variable-length batch's.
+@torch.library.custom_op("train_gpt2_mod::quack_linear_rope", mutates_args=())
+def quack_linear_rope(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], positions: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+    """x @ weight.T (+ bias), then each pair of adjacent columns (2j, 2j + 1) of row r rotated by
+    positions[r] * turns[2j] turns (quack's float-float table: zero leaves a pair as it is), in one
+    GEMM."""
+    if bias is None:
+        return quack_gemm_rope(x, weight.T, pos=positions[None], freq=turns[None])["D"]
+    return quack_gemm_rope_bias(x, weight.T, pos=positions[None], freq=turns[None], bias=bias[None])["D"]
+
+
+@quack_linear_rope.register_fake
+def _(x, weight, bias, positions, turns):
+    return x.new_empty(x.size(0), weight.size(0))
+
+
+class QuackRopeQKV(torch.autograd.Function):
+    """The packed q, k, v projection of x (B, T, C) with q and k rotated in its GEMM's epilogue, their
+    rows in rope_pairs_adjacent's order (weight and bias arrive reordered). Backward: q's and k's
+    gradient rotated back in place by quack, then the matmuls and the bias's sum as PyTorch's linear
+    layer runs them. Weight and bias are cast to autocast's dtype and get gradients in theirs."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, inv_freq, cos, sin, heads):
+        ctx.param_dtype = weight.dtype
+        dtype = autocast_dtype(x)
+        B, T, C = x.shape
+        rows, weight = x.to(dtype).flatten(0, 1), weight.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
+        positions = torch.arange(T, device=x.device, dtype=torch.float32).repeat(B)
+        with torch.autocast("cuda", enabled=False):
+            out = torch.ops.train_gpt2_mod.quack_linear_rope(rows, weight, bias, positions, quack_rope_turns(inv_freq, 2 * C, C))
+        ctx.save_for_backward(rows, weight, cos, sin)
+        ctx.heads, ctx.has_bias = heads, bias is not None
+        return out.view(B, T, -1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        rows, weight, cos, sin = ctx.saved_tensors
+        B, T, _ = grad.shape
+        grad = grad.contiguous()
+        # in place: the gradient is the attention kernel's own fresh dqkv, which nothing else reads
+        quack_rotary(grad.view(B, T, 3 * ctx.heads, -1)[:, :, : 2 * ctx.heads], cos, sin, interleaved=True, inplace=True, conjugate=True)
+        grad = grad.flatten(0, 1)
+        dx = (grad @ weight).view(B, T, -1)
+        db = grad.sum(0, dtype=ctx.param_dtype) if ctx.has_bias else None
+        return dx, (grad.T @ rows).to(ctx.param_dtype), db, None, None, None, None
+
+
+class QuackQKV(TorchQKV):
+    """q, k and v in one quack GEMM with c_attn's bias and RoPE in its epilogue (QuackRopeQKV): the
+    forward's separate RoPE kernel goes. For layers without QK-norm, which comes before RoPE."""
+
+    name = "quack, RoPE in the epilogue"
+    rotates = True
+    unavailable = staticmethod(quack_unavailable)
+
+    def __call__(self, attn, x):
+        c, T = attn.c_attn, x.size(1)
+        weight, bias = (None if t is None else rope_pairs_adjacent(t, attn.n_head, attn.head_dim) for t in (c.weight, c.bias))
+        return QuackRopeQKV.apply(x, weight, bias, attn.rotary.inv_freq, attn.rotary.cos[:T], attn.rotary.sin[:T], attn.n_head)
 
 
 class MLP(nn.Module):
@@ -1167,16 +1257,17 @@ def quack_cross_entropy(x, weight, targets):
     return quack_linear_cross_entropy(x, weight, targets, chunk_size=LOSS_CHUNK_ROWS, ignore_index=IGNORE_INDEX)
 
 
-# The MLP and loss kernels each --kernels may run, in order of preference, as KERNEL_CHOICES does for
-# attention; "pytorch" keeps PyTorch's own ops (and, with --attn_backend auto, its attention).
+# The MLP, loss and q, k, v projection kernels each --kernels may run, in order of preference, as
+# KERNEL_CHOICES does for attention; "pytorch" keeps PyTorch's own ops (and, with --attn_backend auto,
+# its attention).
 FUSED_CHOICES = {
-    "auto": {"mlp": (QuackMLP, TorchMLP), "loss": (QuackLinearCrossEntropy, ChunkedCrossEntropy)},
-    "pytorch": {"mlp": (TorchMLP,), "loss": (ChunkedCrossEntropy,)},
+    "auto": {"mlp": (QuackMLP, TorchMLP), "loss": (QuackLinearCrossEntropy, ChunkedCrossEntropy), "qkv": (QuackQKV, TorchQKV)},
+    "pytorch": {"mlp": (TorchMLP,), "loss": (ChunkedCrossEntropy,), "qkv": (TorchQKV,)},
 }
 
 
 def choose_fused(part, kernels, device, dtype):
-    """The first of --kernels' choices for part ("mlp" or "loss") that runs on this device and dtype."""
+    """The first of --kernels' choices for part ("mlp", "loss" or "qkv") that runs on this device and dtype."""
     return next(k() for k in FUSED_CHOICES[kernels][part] if k.unavailable(device.type, device_capability(device), dtype) is None)
 
 
@@ -1224,13 +1315,17 @@ class GPT(nn.Module):
     def set_kernels(self, attn_backend, device, dtype, kernels="auto"):
         """Choose every layer's kernels once, for this device and (autocast) dtype: attention for
         attn_backend (place_attention; PyTorch's own under kernels "pytorch" when attn_backend is
-        "auto"), the MLP and the loss for kernels. Returns the model."""
+        "auto"), the MLP, the loss and the q, k, v projection for kernels. Returns the model."""
         device = torch.device(device)
         attn_backend = "sdpa" if kernels == "pytorch" and attn_backend == "auto" else attn_backend
         mlp_kernel = choose_fused("mlp", kernels, device, dtype)  # stateless: one serves every layer
+        qkv_kernel = choose_fused("qkv", kernels, device, dtype)
         for block in self.transformer.h:
             place_attention(block.attn, attn_backend, device, dtype)
             block.mlp.kernel = mlp_kernel
+            if isinstance(block.attn, CausalSelfAttention):  # MLA projects its own way
+                # QK-norm comes between the projection and RoPE
+                block.attn.qkv_kernel = qkv_kernel if block.attn.qk_norm is None else TorchQKV()
         self.loss_kernel = choose_fused("loss", kernels, device, dtype)
         return self
 
@@ -1918,9 +2013,15 @@ def describe_attention(model):
 
 
 def describe_kernels(model):
-    """The attention line, and which kernels run the MLPs and the loss."""
-    mlps = ", ".join(dict.fromkeys(block.mlp.kernel.name for block in model.transformer.h))
-    return f"{describe_attention(model)}\nMLP on {mlps}; loss on {model.loss_kernel.name}"
+    """The attention line, and which kernels run the q, k, v projections (MLA has none), the MLPs
+    and the loss."""
+    blocks = model.transformer.h
+    parts = {
+        "q, k, v projection": [b.attn.qkv_kernel for b in blocks if isinstance(b.attn, CausalSelfAttention)],
+        "MLP": [b.mlp.kernel for b in blocks],
+        "loss": [model.loss_kernel],
+    }
+    return describe_attention(model) + "\n" + "; ".join(f"{part} on {', '.join(dict.fromkeys(k.name for k in kernels))}" for part, kernels in parts.items() if kernels)
 
 
 def agree_on_errors(setup, ctx):
@@ -2349,7 +2450,7 @@ def build_parser():
     p.add_argument("--resume_from", default="", help="checkpoint to continue from, or 'latest' in --output_dir")
     p.add_argument("--compile", type=int, default=0, choices=[0, 1], help="1: torch.compile the model")
     p.add_argument("--attn_backend", default="auto", choices=list(KERNEL_CHOICES), help="attention kernels: auto (the fastest measured that runs here), flash_attn (the flash-attn package, or an error), sdpa (PyTorch's)")
-    p.add_argument("--kernels", default="auto", choices=list(FUSED_CHOICES), help="MLP and loss kernels: auto (quack's fused ones on Hopper and newer in bf16 where installed), pytorch (PyTorch's own, for attention too under --attn_backend auto)")
+    p.add_argument("--kernels", default="auto", choices=list(FUSED_CHOICES), help="MLP, loss and q, k, v projection kernels: auto (quack's fused ones on Hopper and newer in bf16 where installed), pytorch (PyTorch's own, for attention too under --attn_backend auto)")
     p.add_argument("--cuda_graphs", type=int, default=0, choices=[0, 1], help="1 (with --compile 1, one GPU, no gradient accumulation): replay the compiled model as CUDA graphs, so the GPU does not wait on Python's kernel launches")
     p.add_argument("--recompute", type=int, default=0, choices=[0, 1], help="1 (with --compile 1): keep fewer activations for backward and recompute the rest (less memory, a little slower: README.md has the figures)")
     p.add_argument("--dtype", default="", choices=["", "float32", "bfloat16"], help="autocast dtype ('': bfloat16 on CUDA, float32 on CPU)")

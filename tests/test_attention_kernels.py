@@ -119,7 +119,7 @@ def test_checkpoints_do_not_depend_on_the_kernel(tmp_path):
     assert sampled.stdout.startswith("ROMEO:")
 
 
-def test_a_new_mlp_or_loss_kernel_is_one_class_and_one_entry(tmp_path, monkeypatch, capsys):
+def test_a_new_mlp_loss_or_projection_kernel_is_one_class_and_one_entry(tmp_path, monkeypatch, capsys):
     calls = []
 
     class DummyMLP(m.TorchMLP):
@@ -136,10 +136,17 @@ def test_a_new_mlp_or_loss_kernel_is_one_class_and_one_entry(tmp_path, monkeypat
             calls.append("loss")
             return super().__call__(x, weight, targets)
 
-    monkeypatch.setitem(m.FUSED_CHOICES, "dummy", {"mlp": (DummyMLP,), "loss": (DummyLoss,)})
+    class DummyQKV(m.TorchQKV):
+        name = "dummy projection"
+
+        def __call__(self, attn, x):
+            calls.append("qkv")
+            return super().__call__(attn, x)
+
+    monkeypatch.setitem(m.FUSED_CHOICES, "dummy", {"mlp": (DummyMLP,), "loss": (DummyLoss,), "qkv": (DummyQKV,)})
     m.main([*SHORT_TRAIN, "--kernels", "dummy", "--num_iterations", "2", "--output_dir", str(tmp_path)])
-    assert "MLP on dummy MLP; loss on dummy loss" in capsys.readouterr().out
-    assert "mlp" in calls and "loss" in calls and len(losses(read_metrics(tmp_path))) == 2
+    assert "q, k, v projection on dummy projection; MLP on dummy MLP; loss on dummy loss" in capsys.readouterr().out
+    assert {"mlp", "loss", "qkv"} <= set(calls) and len(losses(read_metrics(tmp_path))) == 2
 
 
 def test_without_hopper_kernels_auto_is_the_pytorch_path():
@@ -259,3 +266,72 @@ def test_flash_attn4_custom_ops_trace_with_their_fakes(reference_fast_kernels):
         (want_grad,) = torch.autograd.grad(want, qkv, grad, retain_graph=True)
         torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(got_grad, want_grad, rtol=1e-4, atol=1e-5)
+
+
+def reference_rope_turns(inv_freq, rotary_n, nonrotary_n):
+    """quack's make_interleaved_inv_freq: each frequency in turns as float-float (hi, lo), one head's
+    table repeated over rotary_n columns, then nonrotary_n zeros (imports inside, as quack's)."""
+    import math
+
+    turns = inv_freq.double() / (2 * math.pi)
+    hi = turns.float()
+    head = torch.stack((hi, (turns - hi.double()).float()), dim=-1).flatten()
+    return torch.cat((head.repeat(rotary_n // head.numel()), head.new_zeros(nonrotary_n)))
+
+
+def rotate_adjacent(x, cos, sin):
+    """RoPE on pairs of adjacent columns (2j, 2j + 1) of x (..., 2n) by cos and sin (..., n)."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
+
+def reference_gemm_rope(x, weight_t, pos, freq, bias=None):
+    """quack's rope_posfreq epilogue GEMM, in fp32; its vectors (1, length)."""
+    assert pos.dim() == freq.dim() == 2 and (bias is None or bias.dim() == 2)
+    acc = x.float() @ weight_t.float() + (0 if bias is None else bias.float())
+    angle = 2 * torch.pi * pos[0, :, None] * (freq[0, 0::2] + freq[0, 1::2])
+    return {"D": rotate_adjacent(acc, angle.cos(), angle.sin()).to(x.dtype)}
+
+
+def reference_rotary(x, cos, sin, interleaved, inplace, conjugate):
+    """quack's apply_rotary on (B, T, H, D) by (T, D/2) tables, here for adjacent pairs in place."""
+    assert interleaved and inplace
+    x.copy_(rotate_adjacent(x, cos[:, None], (-sin if conjugate else sin)[:, None]))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_rope_in_the_projection_equals_rope_after_it(bias, compiled, monkeypatch):
+    """QuackQKV (quack's GEMM with RoPE in its epilogue, on rows reordered so that RoPE's pairs are
+    adjacent; the gradient rotated back by quack) gives the attention's output and gradients of the
+    PyTorch projection followed by RoPE. quack's kernels are stood in by references."""
+    monkeypatch.setattr(m, "quack_rope_turns", reference_rope_turns)
+    monkeypatch.setattr(m, "quack_gemm_rope", reference_gemm_rope)
+    monkeypatch.setattr(m, "quack_gemm_rope_bias", reference_gemm_rope)
+    monkeypatch.setattr(m, "quack_rotary", reference_rotary)
+    config = dataclasses.replace(m.MODEL_CONFIGS["d12"], n_head=2, n_embd=64, block_size=32, bias=bias)
+    torch.manual_seed(0)
+    attn = m.CausalSelfAttention(config)
+    if bias:
+        torch.nn.init.normal_(attn.c_attn.bias, std=0.02)
+    x, grad = torch.randn(2, 32, 64), torch.randn(2, 32, 64)
+    results = []
+    for kernel in (m.QuackQKV(), m.TorchQKV()):
+        torch._dynamo.reset()
+        attn.qkv_kernel = kernel
+        xi = x.clone().requires_grad_()
+        out = (torch.compile(attn, backend="aot_eager", fullgraph=True) if compiled else attn)(xi)
+        out.backward(grad)
+        results.append([out, xi.grad] + [p.grad for p in attn.parameters()])
+        attn.zero_grad(set_to_none=True)
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_qk_norm_layers_project_with_pytorch(monkeypatch):
+    """RoPE in the projection cannot follow QK-norm, which comes between the two."""
+    monkeypatch.setattr(m.QuackQKV, "unavailable", staticmethod(lambda *args: None))
+    model = m.GPT(shrunk("d12_post_norm_qk_norm")).set_kernels("sdpa", "cpu", torch.float32)
+    assert {type(b.attn.qkv_kernel) for b in model.transformer.h} == {m.TorchQKV}
+    model = m.GPT(shrunk("d12")).set_kernels("sdpa", "cpu", torch.float32)
+    assert {type(b.attn.qkv_kernel) for b in model.transformer.h} == {m.QuackQKV}

@@ -87,6 +87,37 @@ def test_packed_attention_matches_the_split_path(window):
 
 @pytest.mark.skipif(FA4_REASON is not None or QUACK_REASON is not None, reason="needs flash-attn 4 and quack")
 @pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("window", [0, 256])
+def test_rope_in_quacks_projection_matches_pytorchs_projection(window, compiled):
+    """The q, k, v projection with RoPE in quack's epilogue (QuackQKV), then FA4: the attention's
+    output and gradients of PyTorch's projection with q and k rotated by quack after it, eagerly and
+    compiled, and the same output without grad (validation's path)."""
+    torch.manual_seed(0)
+    attn = m.CausalSelfAttention(m.MODEL_CONFIGS["d12"], window).cuda()
+    torch.nn.init.normal_(attn.c_attn.bias, std=0.02)
+    attn.kernel = m.FlashAttention4(window)
+    x = torch.randn(4, 1024, 768, device="cuda")
+    grad = torch.randn(4, 1024, 768, device="cuda")
+    results = []
+    for kernel in (m.QuackQKV(), m.TorchQKV()):
+        torch._dynamo.reset()
+        attn.qkv_kernel = kernel
+        run = torch.compile(attn, dynamic=False) if compiled else attn
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = run(xi)
+            with torch.no_grad():
+                out_no_grad = run(x)
+        out.backward(grad)
+        results.append([out, out_no_grad, xi.grad] + [p.grad for p in attn.parameters()])
+        assert all(p.grad.dtype == torch.float32 for p in attn.parameters())
+        attn.zero_grad(set_to_none=True)
+    for a, b in zip(*results):
+        assert relative_error(a, b) < 1e-2
+
+
+@pytest.mark.skipif(FA4_REASON is not None or QUACK_REASON is not None, reason="needs flash-attn 4 and quack")
+@pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("changes", [dict(), dict(qk_norm=True, q_lora_rank=384)])
 def test_mla_on_flash_attn4_matches_the_split_path(changes, compiled, monkeypatch):
     """MLA on FlashAttention-4, its queries' rotary dims rotated in place by quack and (without
