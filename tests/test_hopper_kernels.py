@@ -25,6 +25,27 @@ def relative_error(a, b):
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
 
+def outputs_and_grads(module, attribute, kernels, x, grad, compiled):
+    """Per kernel, set as module.<attribute>: the output under bf16 autocast, the output without grad
+    (validation's path), x's gradient and every parameter's (each checked to be fp32), eagerly or
+    compiled."""
+    results = []
+    for kernel in kernels:
+        torch._dynamo.reset()
+        setattr(module, attribute, kernel)
+        run = torch.compile(module, dynamic=False) if compiled else module
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = run(xi)
+            with torch.no_grad():
+                out_no_grad = run(x)
+        out.backward(grad)
+        results.append([out, out_no_grad, xi.grad] + [p.grad for p in module.parameters()])
+        assert all(p.grad.dtype == torch.float32 for p in module.parameters())
+        module.zero_grad(set_to_none=True)
+    return results
+
+
 @needs_fa4
 @pytest.mark.parametrize("qk_dim, v_dim, window", [(64, 64, 0), (96, 64, 0), (64, 64, 256), (96, 64, 256)])
 def test_flash_attn4_matches_fp32_attention(qk_dim, v_dim, window):
@@ -98,21 +119,8 @@ def test_rope_in_quacks_projection_matches_pytorchs_projection(window, compiled)
     attn.kernel = m.FlashAttention4(window)
     x = torch.randn(4, 1024, 768, device="cuda")
     grad = torch.randn(4, 1024, 768, device="cuda")
-    results = []
-    for kernel in (m.QuackQKV(), m.TorchQKV()):
-        torch._dynamo.reset()
-        attn.qkv_kernel = kernel
-        run = torch.compile(attn, dynamic=False) if compiled else attn
-        xi = x.clone().requires_grad_()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = run(xi)
-            with torch.no_grad():
-                out_no_grad = run(x)
-        out.backward(grad)
-        results.append([out, out_no_grad, xi.grad] + [p.grad for p in attn.parameters()])
-        assert all(p.grad.dtype == torch.float32 for p in attn.parameters())
-        attn.zero_grad(set_to_none=True)
-    for a, b in zip(*results):
+    fast, pytorch = outputs_and_grads(attn, "qkv_kernel", (m.QuackQKV(), m.TorchQKV()), x, grad, compiled)
+    for a, b in zip(fast, pytorch):
         assert relative_error(a, b) < 1e-2
 
 
@@ -188,21 +196,8 @@ def test_quack_mlp_matches_the_pytorch_mlp(compiled):
     torch.nn.init.normal_(mlp.c_proj.bias, std=0.02)
     x = torch.randn(8, 1024, 768, device="cuda")
     grad = torch.randn(8, 1024, 768, device="cuda")
-    results = []
-    for kernel in (m.QuackMLP(), m.TorchMLP()):
-        torch._dynamo.reset()
-        mlp.kernel = kernel
-        run = torch.compile(mlp, dynamic=False) if compiled else mlp
-        xi = x.clone().requires_grad_()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = run(xi)
-            with torch.no_grad():
-                out_no_grad = run(x)
-        out.backward(grad)
-        results.append([out, out_no_grad, xi.grad] + [p.grad for p in mlp.parameters()])
-        assert all(p.grad.dtype == torch.float32 for p in mlp.parameters())
-        mlp.zero_grad(set_to_none=True)
-    for a, b in zip(*results):
+    fast, pytorch = outputs_and_grads(mlp, "kernel", (m.QuackMLP(), m.TorchMLP()), x, grad, compiled)
+    for a, b in zip(fast, pytorch):
         assert relative_error(a, b) < 1e-2
 
 
