@@ -5,8 +5,8 @@ Read top to bottom: config, layers, attention kernels, attention, model, data, o
 schedule, checkpointing, training loop, command line. The attention classes hold the math; the
 kernel each layer runs is chosen once, when the model is placed on its device: a new kernel is one
 AttentionKernel subclass plus its entry in the table KERNEL_CHOICES (for the MLP, the loss and the
-q, k, v projection, one class plus its entry in FUSED_CHOICES). Hopper's fast kernels (FlashAttention-4, quack) are optional:
-pip install -r requirements-hopper.txt.
+q, k, v projection, one class plus its entry in FUSED_CHOICES). Hopper's fast kernels
+(FlashAttention-4, quack) are optional: pip install -r requirements-hopper.txt.
 
 Launch with torchrun on 1 to 8 GPUs per node (or plain python on a CPU):
 
