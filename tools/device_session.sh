@@ -22,6 +22,10 @@ left() { echo $(( _session_limit - $(elapsed) )); }
 # FlashAttention-4 and quack, as ../shared/gpu-kernels/stage.sh splits them over two calls:
 # stage_kernels in the first (carrying .gpu-kernels-a), install_kernels in the second (-b).
 stage_kernels() { mkdir -p /tmp/gk && cp .gpu-kernels-a/* /tmp/gk/; }
+card_at_rest() {  # the GPU's clocks, power and temperature before any run, and what card it is
+    nvidia-smi -q -d PERFORMANCE,POWER,CLOCK,TEMPERATURE > "$OUT/smi_idle.txt" 2>&1
+    nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.max.sm --format=csv
+}
 kernels_path() { export PYTHONPATH=/tmp/gk/site-packages:/tmp/gk/site-packages/nvidia_cutlass_dsl/dsl_packages; }
 install_kernels() {
     cp .gpu-kernels-b/* /tmp/gk/ && bash /tmp/gk/install.sh > /tmp/install.txt 2>&1 || { tail -5 /tmp/install.txt; return 1; }

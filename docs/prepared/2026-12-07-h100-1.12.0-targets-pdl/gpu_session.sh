@@ -13,8 +13,7 @@ FLAGS="--batch_size 32 --sequence_length 1024 --compile 1 --cuda_graphs 1"
 case "${1:-}" in
 1)  # the first half of the kernels; the card at rest
     stage_kernels
-    nvidia-smi -q -d PERFORMANCE,POWER,CLOCK,TEMPERATURE > "$OUT/smi_idle.txt" 2>&1
-    nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.max.sm --format=csv ;;
+    card_at_rest ;;
 2)  # the kernels; a run that fills the caches; rounds 1 and 2 of d12, nanoGPT first in each
     install_kernels || exit 1
     bench . fill 25 d12
