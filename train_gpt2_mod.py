@@ -71,10 +71,13 @@ try:  # optional, Hopper and newer: quack's fused linear cross-entropy, GEMMs wi
     from quack.epilogue.rotary import rope_posfreq_bias_epi as quack_gemm_rope_bias, rope_posfreq_epi as quack_gemm_rope
     from quack.gemm_interface import gemm as quack_gemm, gemm_act as quack_gemm_act
     from quack.linear_cross_entropy import chunked_linear_cross_entropy as quack_linear_cross_entropy
+    from quack.rmsnorm import _rmsnorm_bwd as quack_norm_backward, _rmsnorm_fwd as quack_norm_forward
+    from quack.rmsnorm_config import get_sm_count as quack_norm_partial_rows
     from quack.rotary import apply_rotary as quack_rotary, apply_rotary_emb_qkv_ as quack_rotary_qkv_
 except ImportError:
     quack_gemm = quack_gemm_act = quack_gemm_dgelu_dbias = quack_linear_cross_entropy = quack_rotary = quack_rotary_qkv_ = None
     quack_rope_turns = quack_gemm_rope_bias = quack_gemm_rope = None
+    quack_norm_forward = quack_norm_backward = quack_norm_partial_rows = None
 
 REPO_DIR = Path(__file__).resolve().parent
 GPT2_VOCAB_SIZE = 50257  # real GPT-2 vocabulary; the model pads it to a multiple of 64
@@ -205,6 +208,7 @@ MODEL_CONFIGS = {
 # Layers
 
 NORM_TYPES = ("layernorm", "rmsnorm")
+LAYER_NORM_EPS = 1e-5  # GPT-2's
 RMS_NORM_EPS = 1e-6  # explicit: F.rms_norm's default in bf16 would be 0.0078
 
 
@@ -220,7 +224,7 @@ class Norm(nn.Module):
     def forward(self, x):
         shape = (x.size(-1),)
         if self.norm_type == "layernorm":
-            y = F.layer_norm(x.float(), shape, self.weight, self.bias, eps=1e-5)
+            y = F.layer_norm(x.float(), shape, self.weight, self.bias, eps=LAYER_NORM_EPS)
         else:
             y = F.rms_norm(x.float(), shape, self.weight, eps=RMS_NORM_EPS)
         return y.type_as(x)
@@ -952,7 +956,8 @@ def autocast_dtype(x):
 
 
 class FusedKernel:
-    """An MLP, loss or q, k, v projection kernel of FUSED_CHOICES, as AttentionKernel is for attention."""
+    """An MLP, loss, q, k, v projection or add-and-norm kernel of FUSED_CHOICES, as AttentionKernel is
+    for attention."""
 
     name = ""  # as the startup log names it
 
@@ -1118,6 +1123,91 @@ class QuackQKV(TorchQKV):
         return QuackRopeQKV.apply(x, weight, bias, attn.rotary.inv_freq, attn.rotary.cos[:T], attn.rotary.sin[:T], attn.n_head)
 
 
+class TorchAddNorm(FusedKernel):
+    """The residual add and the norm after it as PyTorch ops (torch.compile fuses them)."""
+
+    name = "PyTorch"
+
+    def __call__(self, norm, x, branch):
+        """x + branch (x alone where branch is None) and its norm."""
+        x = x if branch is None else x + branch
+        return x, norm(x)
+
+
+# quack's add-and-norm kernels mutate the tensors they are given; wrapped as functional custom ops
+# they trace into the compiled graph as single nodes.
+@torch.library.custom_op("train_gpt2_mod::quack_add_layer_norm", mutates_args=())
+def quack_add_layer_norm(x: torch.Tensor, branch: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], out_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """On rows of x and branch: the sum x + branch in x's dtype, its LayerNorm in out_dtype, and the
+    norm's per-row mean and reciprocal standard deviation, in one kernel."""
+    summed, out = torch.empty_like(x), torch.empty_like(x, dtype=out_dtype)
+    mean, rstd = (x.new_empty(x.size(0), dtype=torch.float32) for _ in range(2))
+    quack_norm_forward(branch, weight, out, bias, rstd, mean, x, summed, LAYER_NORM_EPS, True)
+    return summed, out, mean, rstd
+
+
+@quack_add_layer_norm.register_fake
+def _(x, branch, weight, bias, out_dtype):
+    return torch.empty_like(x), torch.empty_like(x, dtype=out_dtype), *(x.new_empty(x.size(0), dtype=torch.float32) for _ in range(2))
+
+
+@torch.library.custom_op("train_gpt2_mod::quack_add_layer_norm_backward", mutates_args=())
+def quack_add_layer_norm_backward(grad_out: torch.Tensor, grad_sum: Optional[torch.Tensor], summed: torch.Tensor, weight: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, branch_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradient of the sum (the norm's, plus grad_sum where the sum was used), written twice by
+    one kernel: in the sum's dtype for x, in branch_dtype for branch; and the weight's and bias's
+    gradients as per-block partial sums (rows, dim) in float32."""
+    rows = quack_norm_partial_rows(summed.size(-1), summed.device)
+    grad_x, grad_branch = torch.empty_like(summed), torch.empty_like(summed, dtype=branch_dtype)
+    grad_weight, grad_bias = (summed.new_empty(rows, summed.size(-1), dtype=torch.float32) for _ in range(2))
+    quack_norm_backward(summed, weight, grad_out, rstd, grad_branch, grad_weight, grad_bias, grad_sum, grad_x, rows, mean=mean, is_layernorm=True)
+    return grad_x, grad_branch, grad_weight, grad_bias
+
+
+@quack_add_layer_norm_backward.register_fake
+def _(grad_out, grad_sum, summed, weight, mean, rstd, branch_dtype):
+    rows = quack_norm_partial_rows(summed.size(-1), summed.device)
+    partials = [summed.new_empty(rows, summed.size(-1), dtype=torch.float32) for _ in range(2)]
+    return torch.empty_like(summed), torch.empty_like(summed, dtype=branch_dtype), *partials
+
+
+class QuackAddLayerNorm(torch.autograd.Function):
+    """x + branch and its LayerNorm (in autocast's dtype, the matmuls' input) in one quack kernel.
+    Backward: the gradient of the sum in x's dtype (the residual stream's) and in branch's (the
+    matmuls' input), from one kernel, which saves the cast between them. A model without biases gets
+    the bias's gradient computed and dropped."""
+
+    @staticmethod
+    def forward(ctx, x, branch, weight, bias):
+        shape = x.shape
+        x, branch = x.flatten(0, -2).contiguous(), branch.flatten(0, -2).contiguous()
+        summed, out, mean, rstd = quack_add_layer_norm(x, branch, weight, bias, autocast_dtype(x))
+        ctx.save_for_backward(summed, weight, mean, rstd)
+        ctx.branch_dtype, ctx.has_bias = branch.dtype, bias is not None
+        return summed.view(shape), out.view(shape)
+
+    @staticmethod
+    def backward(ctx, grad_sum, grad_out):
+        summed, weight, mean, rstd = ctx.saved_tensors
+        shape = grad_out.shape
+        grad_sum = None if grad_sum is None else grad_sum.flatten(0, -2).contiguous()
+        grad_x, grad_branch, grad_weight, grad_bias = quack_add_layer_norm_backward(grad_out.flatten(0, -2).contiguous(), grad_sum, summed, weight, mean, rstd, ctx.branch_dtype)
+        grad_bias = grad_bias.sum(0).to(weight.dtype) if ctx.has_bias else None
+        return grad_x.view(shape), grad_branch.view(shape), grad_weight.sum(0).to(weight.dtype), grad_bias
+
+
+class QuackAddNorm(TorchAddNorm):
+    """The residual add and the LayerNorm after it in one quack kernel each way (QuackAddLayerNorm).
+    The first block's norm, which follows no add, stays PyTorch's."""
+
+    name = "quack"
+    unavailable = staticmethod(quack_unavailable)
+
+    def __call__(self, norm, x, branch):
+        if branch is None:
+            return super().__call__(norm, x, branch)
+        return QuackAddLayerNorm.apply(x, branch, norm.weight, norm.bias)
+
+
 class MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
@@ -1145,11 +1235,15 @@ class Block(nn.Module):
         # Identity when off: the baseline's parameters and outputs are untouched
         self.attn_post_norm = norm() if config.post_norm else nn.Identity()
         self.mlp_post_norm = norm() if config.post_norm else nn.Identity()
+        self.norm_kernel = TorchAddNorm()  # until GPT.set_kernels chooses
 
-    def forward(self, x, cache=None, pos=0):
-        x = x + self.attn_post_norm(self.attn(self.ln_1(x), cache, pos))
-        x = x + self.mlp_post_norm(self.mlp(self.ln_2(x)))
-        return x
+    def forward(self, x, branch=None, cache=None, pos=0):
+        """x + branch is the residual stream, branch being the block before's MLP output (None in
+        the first block). Returns the stream after attention, and this block's MLP output, which the
+        next block or ln_f adds: each add runs with the norm after it (norm_kernel)."""
+        x, h = self.norm_kernel(self.ln_1, x, branch)
+        x, h = self.norm_kernel(self.ln_2, x, self.attn_post_norm(self.attn(h, cache, pos)))
+        return x, self.mlp_post_norm(self.mlp(h))
 
 
 # -----------------------------------------------------------------------------
@@ -1257,17 +1351,17 @@ def quack_cross_entropy(x, weight, targets):
     return quack_linear_cross_entropy(x, weight, targets, chunk_size=LOSS_CHUNK_ROWS, ignore_index=IGNORE_INDEX)
 
 
-# The MLP, loss and q, k, v projection kernels each --kernels may run, in order of preference, as
-# KERNEL_CHOICES does for attention; "pytorch" keeps PyTorch's own ops (and, with --attn_backend auto,
-# its attention).
+# The MLP, loss, q, k, v projection and add-and-norm kernels each --kernels may run, in order of
+# preference, as KERNEL_CHOICES does for attention; "pytorch" keeps PyTorch's own ops (and, with
+# --attn_backend auto, its attention).
 FUSED_CHOICES = {
-    "auto": {"mlp": (QuackMLP, TorchMLP), "loss": (QuackLinearCrossEntropy, ChunkedCrossEntropy), "qkv": (QuackQKV, TorchQKV)},
-    "pytorch": {"mlp": (TorchMLP,), "loss": (ChunkedCrossEntropy,), "qkv": (TorchQKV,)},
+    "auto": {"mlp": (QuackMLP, TorchMLP), "loss": (QuackLinearCrossEntropy, ChunkedCrossEntropy), "qkv": (QuackQKV, TorchQKV), "norm": (QuackAddNorm, TorchAddNorm)},
+    "pytorch": {"mlp": (TorchMLP,), "loss": (ChunkedCrossEntropy,), "qkv": (TorchQKV,), "norm": (TorchAddNorm,)},
 }
 
 
 def choose_fused(part, kernels, device, dtype):
-    """The first of --kernels' choices for part ("mlp", "loss" or "qkv") that runs on this device and dtype."""
+    """The first of --kernels' choices for part ("mlp", "loss", "qkv" or "norm") that runs on this device and dtype."""
     return next(k() for k in FUSED_CHOICES[kernels][part] if k.unavailable(device.type, device_capability(device), dtype) is None)
 
 
@@ -1285,6 +1379,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # tied, as in GPT-2
         self.loss_kernel = ChunkedCrossEntropy()  # until set_kernels chooses
+        self.norm_kernel = TorchAddNorm()  # ln_f's, after the last block's add
         self.apply(self._init_weights)
         # GPT-2: residual projections scaled so the residual stream's variance does not grow with depth
         for name, p in self.named_parameters():
@@ -1315,14 +1410,17 @@ class GPT(nn.Module):
     def set_kernels(self, attn_backend, device, dtype, kernels="auto"):
         """Choose every layer's kernels once, for this device and (autocast) dtype: attention for
         attn_backend (place_attention; PyTorch's own under kernels "pytorch" when attn_backend is
-        "auto"), the MLP, the loss and the q, k, v projection for kernels. Returns the model."""
+        "auto"), the MLP, the loss, the q, k, v projection and the residual add with its norm for
+        kernels. Returns the model."""
         device = torch.device(device)
         attn_backend = "sdpa" if kernels == "pytorch" and attn_backend == "auto" else attn_backend
         mlp_kernel = choose_fused("mlp", kernels, device, dtype)  # stateless: one serves every layer
         qkv_kernel = choose_fused("qkv", kernels, device, dtype)
+        # quack's add-and-norm kernel is LayerNorm's here
+        self.norm_kernel = choose_fused("norm", kernels, device, dtype) if self.config.norm_type == "layernorm" else TorchAddNorm()
         for block in self.transformer.h:
             place_attention(block.attn, attn_backend, device, dtype)
-            block.mlp.kernel = mlp_kernel
+            block.mlp.kernel, block.norm_kernel = mlp_kernel, self.norm_kernel
             if isinstance(block.attn, CausalSelfAttention):  # MLA projects its own way
                 # QK-norm comes between the projection and RoPE
                 block.attn.qkv_kernel = qkv_kernel if block.attn.qk_norm is None else TorchQKV()
@@ -1339,10 +1437,10 @@ class GPT(nn.Module):
         takes the loss chunk by chunk, which saves the memory and time of the whole batch's logits;
         the loss is the same. With caches (from new_kv_caches), idx holds the tokens at positions
         pos, pos + 1, ... and the caches grow."""
-        x = self.transformer.wte(idx)
+        x, branch = self.transformer.wte(idx), None
         for i, block in enumerate(self.transformer.h):
-            x = block(x, caches[i] if caches is not None else None, pos)
-        x = self.transformer.ln_f(x)
+            x, branch = block(x, branch, caches[i] if caches is not None else None, pos)
+        _, x = self.norm_kernel(self.transformer.ln_f, x, branch)
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None
         if not return_logits:
@@ -2013,11 +2111,12 @@ def describe_attention(model):
 
 
 def describe_kernels(model):
-    """The attention line, and which kernels run the q, k, v projections (MLA has none), the MLPs
-    and the loss."""
+    """The attention line, and which kernels run the q, k, v projections (MLA has none), the
+    residual adds with the norms after them, the MLPs and the loss."""
     blocks = model.transformer.h
     parts = {
         "q, k, v projection": [b.attn.qkv_kernel for b in blocks if isinstance(b.attn, CausalSelfAttention)],
+        "add and norm": [model.norm_kernel],
         "MLP": [b.mlp.kernel for b in blocks],
         "loss": [model.loss_kernel],
     }

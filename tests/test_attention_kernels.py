@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import train_gpt2_mod as m
-from conftest import SHORT_TRAIN, losses, read_metrics, run_trainer
+from conftest import SHORT_TRAIN, losses, only_the_loss_breaks_the_graph, read_metrics, run_trainer
+from torch._dynamo.utils import counters
 
 # every named config, shrunk so that each keeps its layout (windowed and global layers, MLA dims)
 SHRINK = dict(n_layer=4, n_head=4, n_embd=64, block_size=64, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8)
@@ -119,7 +120,7 @@ def test_checkpoints_do_not_depend_on_the_kernel(tmp_path):
     assert sampled.stdout.startswith("ROMEO:")
 
 
-def test_a_new_mlp_loss_or_projection_kernel_is_one_class_and_one_entry(tmp_path, monkeypatch, capsys):
+def test_a_new_fused_kernel_is_one_class_and_one_entry(tmp_path, monkeypatch, capsys):
     calls = []
 
     class DummyMLP(m.TorchMLP):
@@ -143,10 +144,17 @@ def test_a_new_mlp_loss_or_projection_kernel_is_one_class_and_one_entry(tmp_path
             calls.append("qkv")
             return super().__call__(attn, x)
 
-    monkeypatch.setitem(m.FUSED_CHOICES, "dummy", {"mlp": (DummyMLP,), "loss": (DummyLoss,), "qkv": (DummyQKV,)})
+    class DummyNorm(m.TorchAddNorm):
+        name = "dummy norm"
+
+        def __call__(self, norm, x, branch):
+            calls.append("norm")
+            return super().__call__(norm, x, branch)
+
+    monkeypatch.setitem(m.FUSED_CHOICES, "dummy", {"mlp": (DummyMLP,), "loss": (DummyLoss,), "qkv": (DummyQKV,), "norm": (DummyNorm,)})
     m.main([*SHORT_TRAIN, "--kernels", "dummy", "--num_iterations", "2", "--output_dir", str(tmp_path)])
-    assert "q, k, v projection on dummy projection; MLP on dummy MLP; loss on dummy loss" in capsys.readouterr().out
-    assert {"mlp", "loss", "qkv"} <= set(calls) and len(losses(read_metrics(tmp_path))) == 2
+    assert "q, k, v projection on dummy projection; add and norm on dummy norm; MLP on dummy MLP; loss on dummy loss" in capsys.readouterr().out
+    assert {"mlp", "loss", "qkv", "norm"} <= set(calls) and len(losses(read_metrics(tmp_path))) == 2
 
 
 def test_without_hopper_kernels_auto_is_the_pytorch_path():
@@ -335,3 +343,86 @@ def test_qk_norm_layers_project_with_pytorch(monkeypatch):
     assert {type(b.attn.qkv_kernel) for b in model.transformer.h} == {m.TorchQKV}
     model = m.GPT(shrunk("d12")).set_kernels("sdpa", "cpu", torch.float32)
     assert {type(b.attn.qkv_kernel) for b in model.transformer.h} == {m.QuackQKV}
+
+
+# quack's add-and-norm kernels as PyTorch math, with their calling convention: each writes into the
+# tensors it is given; the weight's and bias's gradients come as per-block partial sums
+
+
+def reference_norm_forward(x, weight, out, bias, rstd, mean, residual, residual_out, eps, is_layernorm):
+    """quack's _rmsnorm_fwd as a LayerNorm of x + residual, which goes to residual_out."""
+    assert is_layernorm and mean is not None and residual_out.dtype == residual.dtype
+    summed = x.float() + residual.float()
+    mu, var = summed.mean(-1), summed.var(-1, correction=0)
+    residual_out.copy_(summed), mean.copy_(mu), rstd.copy_((var + eps).rsqrt())
+    out.copy_((summed - mu[:, None]) * rstd[:, None] * weight + (0 if bias is None else bias))
+
+
+def reference_norm_backward(x, weight, dout, rstd, dx, dw_partial, db_partial, dresidual_out, dresidual, sm_count, mean, is_layernorm):
+    """quack's _rmsnorm_bwd for LayerNorm: the input's gradient plus dresidual_out, written to dx and
+    dresidual, each in its dtype; the weight's and bias's column sums spread over sm_count rows."""
+    assert is_layernorm and dw_partial.shape == db_partial.shape == (sm_count, x.size(-1))
+    x_hat = (x.float() - mean[:, None]) * rstd[:, None]
+    dout = dout.float()
+    wdy = dout * weight
+    grad = (wdy - wdy.mean(-1, keepdim=True) - x_hat * (x_hat * wdy).mean(-1, keepdim=True)) * rstd[:, None]
+    grad = grad + (0 if dresidual_out is None else dresidual_out.float())
+    dx.copy_(grad), dresidual.copy_(grad)
+    for partial, column_sums in ((dw_partial, (dout * x_hat).sum(0)), (db_partial, dout.sum(0))):
+        partial.copy_(column_sums.expand_as(partial) / sm_count)
+
+
+@pytest.fixture
+def reference_quack_norm(monkeypatch):
+    monkeypatch.setattr(m, "quack_norm_forward", reference_norm_forward)
+    monkeypatch.setattr(m, "quack_norm_backward", reference_norm_backward)
+    monkeypatch.setattr(m, "quack_norm_partial_rows", lambda dim, device: 3)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_quacks_add_and_norm_equals_pytorchs(bias, compiled, reference_quack_norm):
+    """The whole model with every residual add and the LayerNorm after it in one kernel (QuackAddNorm;
+    quack's kernels stood in by references) gives the loss and gradients of PyTorch's add and norm."""
+    config = dataclasses.replace(shrunk("d12"), bias=bias)
+    torch.manual_seed(0)
+    model = m.GPT(config)
+    for name, p in model.named_parameters():  # the norms away from their initial ones and zeros
+        if ".ln_" in name or "ln_f" in name:
+            torch.nn.init.normal_(p, mean=1.0 if name.endswith("weight") else 0.0, std=0.1)
+    idx = torch.randint(0, 50257, (2, 32))
+    results = []
+    for kernel in (m.QuackAddNorm(), m.TorchAddNorm()):
+        torch._dynamo.reset()
+        model.norm_kernel = kernel
+        for block in model.transformer.h:
+            block.norm_kernel = kernel
+        counters.clear()
+        run = torch.compile(model, backend="aot_eager") if compiled else model
+        _, loss = run(idx, idx, return_logits=False)
+        assert only_the_loss_breaks_the_graph() or not compiled
+        loss.backward()
+        results.append([loss] + [p.grad for p in model.parameters()])
+        model.zero_grad(set_to_none=True)
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_quacks_add_and_norm_gives_the_branch_its_gradient_in_its_dtype(reference_quack_norm):
+    """The fp32 stream and a bf16 sublayer output: the sum and its gradient for x stay fp32, the
+    branch's gradient comes in bf16 (the cast PyTorch's path runs as a kernel of its own), the
+    norm's output in autocast's dtype; the values are PyTorch's."""
+    torch.manual_seed(0)
+    norm = m.Norm(64, "layernorm", bias=True)
+    torch.nn.init.normal_(norm.weight, mean=1.0, std=0.1), torch.nn.init.normal_(norm.bias, std=0.1)
+    x, branch = torch.randn(2, 8, 64, requires_grad=True), torch.randn(2, 8, 64, dtype=torch.bfloat16, requires_grad=True)
+    grad_sum, grad_out = torch.randn(2, 8, 64), torch.randn(2, 8, 64, dtype=torch.bfloat16)
+    results = []
+    for kernel in (m.QuackAddNorm(), m.TorchAddNorm()):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            summed, out = kernel(norm, x, branch)
+        results.append([summed, out, *torch.autograd.grad((summed, out.to(torch.bfloat16)), (x, branch, norm.weight, norm.bias), (grad_sum, grad_out))])
+    quack, torch_ = results
+    assert [t.dtype for t in quack] == [torch.float32, torch.bfloat16, torch.float32, torch.bfloat16, torch.float32, torch.float32]
+    for a, b in zip(quack, torch_):
+        torch.testing.assert_close(a, b.to(a.dtype), rtol=1e-4, atol=1e-5)

@@ -201,6 +201,35 @@ def test_quack_mlp_matches_the_pytorch_mlp(compiled):
         assert relative_error(a, b) < 1e-2
 
 
+class AddNormBetweenLinears(torch.nn.Module):
+    """A sublayer's output (bf16 under autocast) added to the fp32 stream x, normed, and read by the
+    next sublayer, as a block's ln_2 sits between the attention's c_proj and the MLP's c_fc."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.c_proj, self.ln, self.c_fc = torch.nn.Linear(dim, dim), m.Norm(dim, "layernorm", bias=True), torch.nn.Linear(dim, dim)
+
+    def forward(self, x):
+        summed, normed = self.norm_kernel(self.ln, x, self.c_proj(x))
+        return summed + self.c_fc(normed)
+
+
+@needs_quack
+@pytest.mark.parametrize("compiled", [False, True])
+def test_quack_add_and_norm_matches_pytorchs(compiled):
+    """quack's residual add and LayerNorm in one kernel (QuackAddNorm) against PyTorch's: output and
+    every gradient, eagerly and compiled, and the output without grad (validation's path)."""
+    torch.manual_seed(0)
+    probe = AddNormBetweenLinears(768).cuda()
+    torch.nn.init.normal_(probe.ln.weight, mean=1.0, std=0.1)
+    torch.nn.init.normal_(probe.ln.bias, std=0.1)
+    x = torch.randn(8, 1024, 768, device="cuda")
+    grad = torch.randn(8, 1024, 768, device="cuda")
+    fast, pytorch = outputs_and_grads(probe, "norm_kernel", (m.QuackAddNorm(), m.TorchAddNorm()), x, grad, compiled)
+    for a, b in zip(fast, pytorch):
+        assert relative_error(a, b) < 1e-2
+
+
 @pytest.mark.skipif(FA4_REASON is not None or QUACK_REASON is not None, reason="needs flash-attn 4 and quack")
 @pytest.mark.parametrize("name", ["d12", "d12_post_norm_qk_norm", "d12_sliding_window", "d12_flash_mla"])
 def test_fast_kernels_and_pytorch_give_the_same_model(name):

@@ -49,13 +49,14 @@ def test_post_norm_parameters(norm_type):
 
 
 def scaled_block_output(block, x, sublayer, scale):
-    """The block's output with one sublayer's output multiplied by scale."""
+    """The block's output (the stream it returns plus its MLP's output, which the next block adds)
+    with one sublayer's output multiplied by scale."""
     linear = getattr(block, sublayer).c_proj
     with torch.no_grad():
         linear.weight *= scale
         linear.bias *= scale
         try:
-            return block(x)
+            return sum(block(x))
         finally:
             linear.weight /= scale
             linear.bias /= scale
