@@ -4,6 +4,7 @@
 #     bash docs/prepared/2026-12-06-h100-add-layernorm/gpu_session.sh 1   # carry .gpu-kernels-a, .anchors
 #     ... 2   # carry .gpu-kernels-b, .anchors, at once
 #     ... 3, 4   # carry .anchors: the kernels, trees and caches of the calls before are still there
+#     ... 6, 7   # a fresh machine (PLAN.md's addendum): carry .gpu-kernels-a, then -b at once
 # Two arms of d12: "new" (the tree as carried) and "before" (/tmp/before: add_layer_norm.diff reversed).
 set -u
 HERE=docs/prepared/2026-12-06-h100-add-layernorm
@@ -45,6 +46,19 @@ case "${1:-}" in
     bench . mla_2 25 d12_flash_mla
     bench . window_2 25 d12_sliding_window
     pack 4 ;;
-*)  echo "usage: gpu_session.sh 1|2|3|4" >&2; exit 2 ;;
+6)  # a fresh machine: the first half of the kernels
+    stage_kernels ;;
+7)  # the kernels; 200 steps of d12 on the bundled data, two seeds, with the 2026-11-23 curves' flags
+    install_kernels || exit 1
+    for seed in 1337 1338; do
+        if [ "$(left)" -lt 100 ]; then echo "curve $seed: skipped at $(elapsed) s"; continue; fi
+        timeout $(( $(left) - 10 )) python3 train_gpt2_mod.py --model d12 --batch_size 32 --sequence_length 1024 --compile 1 \
+            --kernels auto --seed $seed --num_iterations 200 --warmup_iters 20 --learning_rate 6e-4 \
+            --learning_rate_decay_frac 0.1 --val_loss_every 25 --output_dir /tmp/curve_$seed > "$RESULTS/curve_$seed.log" 2>&1
+        cp /tmp/curve_$seed/metrics.jsonl "$RESULTS/curve_d12_auto_$seed.jsonl"
+        grep -h '"val_loss"' "$RESULTS/curve_d12_auto_$seed.jsonl" | tail -2; echo "curve $seed ended at $(elapsed) s"
+    done
+    pack 7 ;;
+*)  echo "usage: gpu_session.sh 1|2|3|4|6|7" >&2; exit 2 ;;
 esac
 echo "call ${1} took $(elapsed) s"
