@@ -4,9 +4,9 @@ GPT-2 pretraining in one file, for comparing architecture choices at GPT-2 scale
 Read top to bottom: config, layers, attention kernels, attention, model, data, optimizer and
 schedule, checkpointing, training loop, command line. The attention classes hold the math; the
 kernel each layer runs is chosen once, when the model is placed on its device: a new kernel is one
-AttentionKernel subclass plus its entry in the table KERNEL_CHOICES (for the MLP, the loss and the
-q, k, v projection, one class plus its entry in FUSED_CHOICES). Hopper's fast kernels
-(FlashAttention-4, quack) are optional: pip install -r requirements-hopper.txt.
+AttentionKernel subclass plus its entry in the table KERNEL_CHOICES (for the MLP, the loss, the
+q, k, v projection and the residual add with its norm, one class plus its entry in FUSED_CHOICES).
+Hopper's fast kernels (FlashAttention-4, quack) are optional: pip install -r requirements-hopper.txt.
 
 Launch with torchrun on 1 to 8 GPUs per node (or plain python on a CPU):
 
@@ -2549,7 +2549,7 @@ def build_parser():
     p.add_argument("--resume_from", default="", help="checkpoint to continue from, or 'latest' in --output_dir")
     p.add_argument("--compile", type=int, default=0, choices=[0, 1], help="1: torch.compile the model")
     p.add_argument("--attn_backend", default="auto", choices=list(KERNEL_CHOICES), help="attention kernels: auto (the fastest measured that runs here), flash_attn (the flash-attn package, or an error), sdpa (PyTorch's)")
-    p.add_argument("--kernels", default="auto", choices=list(FUSED_CHOICES), help="MLP, loss and q, k, v projection kernels: auto (quack's fused ones on Hopper and newer in bf16 where installed), pytorch (PyTorch's own, for attention too under --attn_backend auto)")
+    p.add_argument("--kernels", default="auto", choices=list(FUSED_CHOICES), help="MLP, loss, q, k, v projection and add-and-norm kernels: auto (quack's fused ones on Hopper and newer in bf16 where installed), pytorch (PyTorch's own, for attention too under --attn_backend auto)")
     p.add_argument("--cuda_graphs", type=int, default=0, choices=[0, 1], help="1 (with --compile 1, one GPU, no gradient accumulation): replay the compiled model as CUDA graphs, so the GPU does not wait on Python's kernel launches")
     p.add_argument("--recompute", type=int, default=0, choices=[0, 1], help="1 (with --compile 1): keep fewer activations for backward and recompute the rest (less memory, a little slower: README.md has the figures)")
     p.add_argument("--dtype", default="", choices=["", "float32", "bfloat16"], help="autocast dtype ('': bfloat16 on CUDA, float32 on CPU)")
