@@ -1416,7 +1416,7 @@ class GPT(nn.Module):
         attn_backend = "sdpa" if kernels == "pytorch" and attn_backend == "auto" else attn_backend
         mlp_kernel = choose_fused("mlp", kernels, device, dtype)  # stateless: one serves every layer
         qkv_kernel = choose_fused("qkv", kernels, device, dtype)
-        # quack's add-and-norm kernel is LayerNorm's here
+        # quack's add-and-norm kernel runs LayerNorm only: RMSNorm configs keep PyTorch's
         self.norm_kernel = choose_fused("norm", kernels, device, dtype) if self.config.norm_type == "layernorm" else TorchAddNorm()
         for block in self.transformer.h:
             place_attention(block.attn, attn_backend, device, dtype)
