@@ -275,8 +275,9 @@ def is_sliding_window_layer(config, layer_idx):
 # The attention classes below hold the math; the kernel that computes softmax(q k^T / sqrt(D_qk)) v,
 # causal and optionally windowed, is an AttentionKernel chosen once per layer when the model is
 # placed on its device and dtype (GPT.set_kernels), from the table KERNEL_CHOICES. A new
-# kernel is one AttentionKernel subclass plus its entry in that table. The MLP, the loss and the
-# q, k, v projection choose theirs the same way, from FUSED_CHOICES.
+# kernel is one AttentionKernel subclass plus its entry in that table. The MLP, the loss, the
+# q, k, v projection and the residual add with its norm choose theirs the same way, from
+# FUSED_CHOICES.
 
 
 @dataclass(frozen=True)
