@@ -332,8 +332,9 @@ class AttentionKernel:
         return self(self.query_rope(q, rotary, start), k, v)
 
     def query_rope(self, q, rotary, start):
-        """q's dims from start on rotated: here out of place; a kernel may rotate them in place."""
-        return rotate_from(q, rotary, start)
+        """q's dims from start on rotated (q as it is where rotary is None: the projection rotated
+        them): here out of place; a kernel may rotate them in place."""
+        return q if rotary is None else rotate_from(q, rotary, start)
 
     def kv_packed(self, q, kv, rotary, start):
         """with_query_rope on MLA's keys and values packed per head in one (B, T, H, D_qk + D_v)
@@ -695,7 +696,7 @@ class FlashAttention4(AttentionKernel):
 
     def query_rope(self, q, rotary, start):
         """With quack, in place (q is the projection's output, which nothing else reads)."""
-        if quack_rotary is None or (q.size(-1) - start) % 8:  # quack rotates multiples of 8 dims
+        if rotary is None or quack_rotary is None or (q.size(-1) - start) % 8:  # quack rotates multiples of 8 dims
             return super().query_rope(q, rotary, start)
         T = q.size(1)
         return QuackRotateInPlace.apply(q, rotary.cos[:T], rotary.sin[:T], start)
@@ -775,50 +776,25 @@ class FlashCausalSelfAttention(CausalSelfAttention):
 
 
 def with_key_slots(weight, heads, nope, rope):
-    """wkv_b's weight, rows [W_uk ; W_uv] per head, with rope zero rows between them."""
-    w = weight.view(heads, -1, weight.size(-1))
-    return torch.cat((w[:, :nope], w.new_zeros(heads, rope, w.size(-1)), w[:, nope:]), dim=1).flatten(0, 1)
+    """wkv_b's weight widened to map [c_kv ; k_rope] to each head's [k_nope ; k_rope ; v]: per head the
+    rows of W_uk, an identity block that copies the shared key part, then the rows of W_uv; zero
+    where a row meets the other input."""
+    rank = weight.size(-1)
+    w = F.pad(weight.view(heads, -1, rank), (0, rope))
+    copy = F.pad(torch.eye(rope, dtype=weight.dtype, device=weight.device), (rank, 0)).expand(heads, rope, rank + rope)
+    return torch.cat((w[:, :nope], copy, w[:, nope:]), dim=1).flatten(0, 1)
 
 
-def without_key_slots(weight, heads, nope, rope):
-    """The inverse of with_key_slots: the slots' rows dropped."""
-    w = weight.view(heads, -1, weight.size(-1))
-    return torch.cat((w[:, :nope], w[:, nope + rope :]), dim=1).flatten(0, 1)
-
-
-class SlottedKeyValues(torch.autograd.Function):
-    """MLA's keys and values from the latent, packed per head as [k_nope ; k_rope ; v]: W_uk c_kv, the
-    shared key part, W_uv c_kv. k and v are then views of one tensor, which FlashAttention-4 reads
-    and whose gradient it writes whole, so no copy joins k, nor dk with dv.
-
-    A GEMM cannot leave gaps in its output, so the slots come from zero rows in a widened weight,
-    and the shared key overwrites them. Those rows are zero, so the slots' gradient adds nothing to
-    c_kv's, and it goes to the shared key only, summed over heads."""
-
-    @staticmethod
-    def forward(ctx, c_kv, weight, k_rope, heads, nope):
-        """c_kv (B, T, kv_lora_rank), weight wkv_b's, k_rope (B, T, 1, rope) -> (B, T, H, qk_dim + v_dim)."""
-        dtype = autocast_dtype(c_kv)  # as autocast would run the projection
-        B, T, _ = c_kv.size()
-        rope = k_rope.size(-1)
-        c_kv, slotted = c_kv.to(dtype), with_key_slots(weight.to(dtype), heads, nope, rope)
-        kv = c_kv.flatten(0, 1) @ slotted.T
-        width = kv.size(-1) // heads
-        # through as_strided on the GEMM's own output, not a slice of a view of it: Inductor writes
-        # such a view alone, where a slice assignment becomes a kernel over every column of kv
-        torch.as_strided(kv, (B * T, heads, rope), (heads * width, width, 1), nope).copy_(k_rope.flatten(0, 1))
-        ctx.save_for_backward(c_kv, slotted)
-        ctx.heads, ctx.nope, ctx.rope = heads, nope, rope
-        return kv.view(B, T, heads, width)
-
-    @staticmethod
-    def backward(ctx, grad):
-        c_kv, slotted = ctx.saved_tensors
-        grad = grad.to(c_kv.dtype)
-        flat = grad.flatten(2)
-        grad_weight = without_key_slots(flat.flatten(0, 1).T @ c_kv.flatten(0, 1), ctx.heads, ctx.nope, ctx.rope)
-        grad_k_rope = grad[..., ctx.nope : ctx.nope + ctx.rope].sum(2, keepdim=True)
-        return flat @ slotted, grad_weight, grad_k_rope, None, None
+def slotted_key_values(c_kv, k_rope, weight, heads, nope):
+    """MLA's keys and values packed per head as [k_nope ; k_rope ; v] (B, T, H, qk_dim + v_dim):
+    W_uk c_kv, the shared key part, W_uv c_kv, from c_kv (B, T, kv_lora_rank), k_rope (B, T, 1,
+    rope) and wkv_b's weight. One GEMM on [c_kv ; k_rope] writes every column, the shared part
+    included, so k and v are views of one tensor, which FlashAttention-4 reads and whose gradient it
+    writes whole; the GEMM's backward sums the shared part's gradient over heads, and gives it
+    beside c_kv's."""
+    B, T, _ = c_kv.size()
+    latent = torch.cat((c_kv, k_rope.flatten(2)), dim=-1)
+    return F.linear(latent, with_key_slots(weight, heads, nope, k_rope.size(-1))).view(B, T, heads, -1)
 
 
 class MultiHeadLatentAttention(nn.Module):
@@ -852,6 +828,7 @@ class MultiHeadLatentAttention(nn.Module):
         self.rotary = Rotary(self.rope, config.block_size, config.rope_theta)
         self.qk_norm = QKNorm(self.qk_dim) if config.qk_norm else None
         self.kernel = portable_kernel(window, self.qk_dim, self.v_dim)
+        self.qkv_kernel = TorchQKV()  # until GPT.set_kernels chooses
 
     def queries(self, x):
         B, T, _ = x.size()
@@ -860,24 +837,32 @@ class MultiHeadLatentAttention(nn.Module):
 
     def latent(self, x):
         """The normalized KV latent (B, T, kv_lora_rank) and the shared, unrotated key part (B, T, 1, rope)."""
-        c_kv, k_rope = self.wkv_a(x).split((self.kv_rank, self.rope), dim=-1)
+        return self.split_latent(self.wkv_a(x))
+
+    def split_latent(self, latent):
+        """wkv_a's output [c_kv ; k_rope] as the normalized c_kv and the shared key part (B, T, 1, rope)."""
+        c_kv, k_rope = latent.split((self.kv_rank, self.rope), dim=-1)
         return self.kv_norm(c_kv), k_rope.unsqueeze(2)
 
     def forward(self, x, cache=None, pos=0):
         if cache is not None:
             return self.decode(x, cache, pos)
         B, T, _ = x.size()
-        y = self.attend(self.queries(x), *self.latent(x))  # RoPE on the last qk_rope_head_dim dims only
+        q, latent = self.qkv_kernel.queries_and_latent(self, x)
+        # RoPE on the last qk_rope_head_dim dims only
+        y = self.attend(q, *self.split_latent(latent), self.qkv_kernel.rotates)
         return self.c_proj(y.reshape(B, T, self.n_head * self.v_dim))
 
-    def attend(self, q, c_kv, k_rope):
-        """The kernel's attention of the unrotated queries on the keys and values of the latent."""
+    def attend(self, q, c_kv, k_rope, rotated=False):
+        """The kernel's attention of the queries on the keys and values of the latent, the rotary dims
+        of q and k_rope rotated already where rotated says (by the projection, in RoPE's pairs made
+        adjacent alike)."""
         if self.qk_norm is None:
             # the shared key part rotated once for all heads, not in each head's copy
-            kv = SlottedKeyValues.apply(c_kv, self.wkv_b.weight, self.rotary(k_rope), self.n_head, self.nope)
-            return self.kernel.kv_packed(q, kv, self.rotary, self.nope)
+            kv = slotted_key_values(c_kv, k_rope if rotated else self.rotary(k_rope), self.wkv_b.weight, self.n_head, self.nope)
+            return self.kernel.kv_packed(q, kv, None if rotated else self.rotary, self.nope)
         # each head's norm scales its copy of the shared part differently, and comes before RoPE
-        k, v = split_kv(SlottedKeyValues.apply(c_kv, self.wkv_b.weight, k_rope, self.n_head, self.nope), self.qk_dim)
+        k, v = split_kv(slotted_key_values(c_kv, k_rope, self.wkv_b.weight, self.n_head, self.nope), self.qk_dim)
         q, k = self.qk_norm(q, k)
         return self.kernel.with_query_rope(q, rotate_from(k, self.rotary, self.nope), v, self.rotary, self.nope)
 
@@ -1051,13 +1036,21 @@ class TorchQKV(FusedKernel):
     def __call__(self, attn, x):
         return attn.c_attn(x)
 
+    def queries_and_latent(self, attn, x):
+        """MLA's projections of x: the queries (B, T, H, qk_dim) and the latent [c_kv ; k_rope]
+        before its norm, their rotary dims rotated where rotates says."""
+        return attn.queries(x), attn.wkv_a(x)
 
-def rope_pairs_adjacent(t, heads, head_dim):
-    """c_attn's weight or bias with each q and k head's rows reordered from RoPE's pairs (j, j + head_dim
-    / 2) to adjacent rows (2j, 2j + 1), the pairs quack's RoPE epilogue rotates; v's rows as they are.
-    Attention is the same for q and k whose dims are reordered alike."""
-    qk, v = t[: 2 * heads * head_dim], t[2 * heads * head_dim :]
-    return torch.cat((qk.unflatten(0, (2 * heads, 2, head_dim // 2)).transpose(1, 2).flatten(0, 2), v))
+
+def rope_pairs_adjacent(t, heads, head_dim, start=0):
+    """A weight's or bias's rows, the first heads * head_dim of them in heads, with each head's rows
+    from start on (its rotary dims) reordered from RoPE's pairs (j, j + n / 2) to adjacent rows (2j,
+    2j + 1), the pairs quack's RoPE epilogue rotates; the rows after the heads (c_attn's v) as they
+    are. Attention is the same for q and k whose dims are reordered alike."""
+    n = heads * head_dim
+    h = t[:n].unflatten(0, (heads, head_dim))
+    rotary = h[:, start:].unflatten(1, (2, -1)).transpose(1, 2).flatten(1, 2)
+    return torch.cat((torch.cat((h[:, :start], rotary), dim=1).flatten(0, 1), t[n:]))
 
 
 # A custom op for the reason of quack_dgelu_dbias's. quack's dense calls take their vectors as
@@ -1110,9 +1103,45 @@ class QuackRopeQKV(torch.autograd.Function):
         return dx, (grad.T @ rows).to(ctx.param_dtype), db, None, None, None, None
 
 
+class QuackRopeQueriesLatent(torch.autograd.Function):
+    """MLA's queries and latent [c_kv ; k_rope] from x (B, T, C), each by a quack GEMM whose epilogue
+    rotates the rotary dims, their rows in rope_pairs_adjacent's order (the weights arrive
+    reordered). Backward: the rotary dims' gradients rotated back in place by quack, then x's
+    gradient as one GEMM accumulating onto the other, where autograd would add the two after them
+    in a kernel of its own. Weights are cast to autocast's dtype and get gradients in theirs."""
+
+    @staticmethod
+    def forward(ctx, x, w_q, w_latent, q_turns, latent_turns, cos, sin, heads):
+        ctx.param_dtype = w_q.dtype
+        dtype = autocast_dtype(x)
+        B, T, _ = x.shape
+        rows, w_q, w_latent = x.to(dtype).flatten(0, 1), w_q.to(dtype), w_latent.to(dtype)
+        positions = torch.arange(T, device=x.device, dtype=torch.float32).repeat(B)
+        with torch.autocast("cuda", enabled=False):
+            q = torch.ops.train_gpt2_mod.quack_linear_rope(rows, w_q, None, positions, q_turns)
+            latent = torch.ops.train_gpt2_mod.quack_linear_rope(rows, w_latent, None, positions, latent_turns)
+        ctx.save_for_backward(rows, w_q, w_latent, cos, sin)
+        return q.view(B, T, heads, -1), latent.view(B, T, -1)
+
+    @staticmethod
+    def backward(ctx, grad_q, grad_latent):
+        rows, w_q, w_latent, cos, sin = ctx.saved_tensors
+        B, T = grad_q.shape[:2]  # grad_q (B, T, H, qk_dim)
+        rope = 2 * cos.size(-1)
+        grad_q, grad_latent = grad_q.to(rows.dtype).contiguous(), grad_latent.to(rows.dtype).contiguous()
+        # in place: the gradients are the attention's and the latent norm's fresh outputs, which
+        # nothing else reads; the rotary dims are each head's last, and the latent's
+        quack_rotary(grad_q[..., -rope:], cos, sin, interleaved=True, inplace=True, conjugate=True)
+        quack_rotary(grad_latent.view(B, T, 1, -1)[..., -rope:], cos, sin, interleaved=True, inplace=True, conjugate=True)
+        grad_q, grad_latent = grad_q.view(B * T, -1), grad_latent.view(B * T, -1)
+        dx = torch.addmm(grad_latent @ w_latent, grad_q, w_q)
+        return dx.view(B, T, -1), (grad_q.T @ rows).to(ctx.param_dtype), (grad_latent.T @ rows).to(ctx.param_dtype), None, None, None, None, None
+
+
 class QuackQKV(TorchQKV):
     """q, k and v in one quack GEMM with c_attn's bias and RoPE in its epilogue (QuackRopeQKV): the
-    forward's separate RoPE kernel goes. For layers without QK-norm, which comes before RoPE."""
+    forward's separate RoPE kernel goes; MLA's two projections likewise (QuackRopeQueriesLatent).
+    For layers without QK-norm, which comes before RoPE."""
 
     name = "quack, RoPE in the epilogue"
     rotates = True
@@ -1120,8 +1149,18 @@ class QuackQKV(TorchQKV):
 
     def __call__(self, attn, x):
         c, T = attn.c_attn, x.size(1)
-        weight, bias = (None if t is None else rope_pairs_adjacent(t, attn.n_head, attn.head_dim) for t in (c.weight, c.bias))
+        weight, bias = (None if t is None else rope_pairs_adjacent(t, 2 * attn.n_head, attn.head_dim) for t in (c.weight, c.bias))
         return QuackRopeQKV.apply(x, weight, bias, attn.rotary.inv_freq, attn.rotary.cos[:T], attn.rotary.sin[:T], attn.n_head)
+
+    def queries_and_latent(self, attn, x):
+        """Both of MLA's projections of h, rotated, by QuackRopeQueriesLatent; for layers without
+        a query latent (q_lora_rank), whose h feeds wq and wkv_a alike."""
+        T, rotary = x.size(1), attn.rotary
+        turns = quack_rope_turns(rotary.inv_freq, attn.rope)
+        w_q = rope_pairs_adjacent(attn.wq.weight, attn.n_head, attn.qk_dim, attn.nope)
+        w_latent = rope_pairs_adjacent(attn.wkv_a.weight, 1, attn.kv_rank + attn.rope, attn.kv_rank)
+        q_turns, latent_turns = F.pad(turns, (attn.nope, 0)).repeat(attn.n_head), F.pad(turns, (attn.kv_rank, 0))
+        return QuackRopeQueriesLatent.apply(x, w_q, w_latent, q_turns, latent_turns, rotary.cos[:T], rotary.sin[:T], attn.n_head)
 
 
 class TorchAddNorm(FusedKernel):
@@ -1422,9 +1461,10 @@ class GPT(nn.Module):
         for block in self.transformer.h:
             place_attention(block.attn, attn_backend, device, dtype)
             block.mlp.kernel, block.norm_kernel = mlp_kernel, self.norm_kernel
-            if isinstance(block.attn, CausalSelfAttention):  # MLA projects its own way
-                # QK-norm comes between the projection and RoPE
-                block.attn.qkv_kernel = qkv_kernel if block.attn.qk_norm is None else TorchQKV()
+            # QK-norm comes between the projection and RoPE; a query latent (q_lora_rank) between h
+            # and MLA's query projection
+            plain = block.attn.qk_norm is None and not hasattr(block.attn, "wq_a")
+            block.attn.qkv_kernel = qkv_kernel if plain else TorchQKV()
         self.loss_kernel = choose_fused("loss", kernels, device, dtype)
         return self
 
@@ -2112,11 +2152,11 @@ def describe_attention(model):
 
 
 def describe_kernels(model):
-    """The attention line, and which kernels run the q, k, v projections (MLA has none), the
-    residual adds with the norms after them, the MLPs and the loss."""
+    """The attention line, and which kernels run the q, k, v projections (MLA's of the queries and
+    the latent), the residual adds with the norms after them, the MLPs and the loss."""
     blocks = model.transformer.h
     parts = {
-        "q, k, v projection": [b.attn.qkv_kernel for b in blocks if isinstance(b.attn, CausalSelfAttention)],
+        "q, k, v projection": [b.attn.qkv_kernel for b in blocks],
         "add and norm": [model.norm_kernel],
         "MLP": [b.mlp.kernel for b in blocks],
         "loss": [model.loss_kernel],

@@ -17,8 +17,8 @@ from train_gpt2_mod import (
     FlashMLA,
     GPTConfig,
     MultiHeadLatentAttention,
-    SlottedKeyValues,
     UsageError,
+    slotted_key_values,
 )
 
 D12 = MODEL_CONFIGS["d12"]
@@ -111,8 +111,9 @@ def test_mla_matches_the_deepseek_equations():
 
 
 def test_slotted_key_values_are_the_joined_projection_with_exact_gradients():
-    """[W_uk c_kv ; shared key ; W_uv c_kv] per head, and its hand-written backward against
-    finite differences (the slots' zero rows must keep their gradient out of c_kv's and W's)."""
+    """[W_uk c_kv ; shared key ; W_uv c_kv] per head from one widened GEMM, and its gradients against
+    finite differences (the identity block must send each head's slot gradient to the shared key,
+    and nothing of it to c_kv or W)."""
     torch.manual_seed(0)
     H, nope, rope, dv, rank = 3, 4, 2, 5, 6
     c_kv = torch.randn(2, 7, rank, dtype=torch.float64, requires_grad=True)
@@ -121,8 +122,8 @@ def test_slotted_key_values_are_the_joined_projection_with_exact_gradients():
     kv = (c_kv @ weight.T).view(2, 7, H, nope + dv)
     joined = torch.cat((kv[..., :nope], k_rope.expand(2, 7, H, rope), kv[..., nope:]), dim=-1)
     # the widened GEMM may sum in another order than the plain one: equal to rounding, not bitwise
-    torch.testing.assert_close(SlottedKeyValues.apply(c_kv, weight, k_rope, H, nope), joined, rtol=0, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda *t: SlottedKeyValues.apply(*t, H, nope), (c_kv, weight, k_rope))
+    torch.testing.assert_close(slotted_key_values(c_kv, k_rope, weight, H, nope), joined, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda c, w, k: slotted_key_values(c, k, w, H, nope), (c_kv, weight, k_rope))
 
 
 MLA_VARIANTS = [dict(), dict(qk_norm=True), dict(q_lora_rank=20), dict(sliding_window=6), dict(qk_norm=True, q_lora_rank=20, sliding_window=6)]

@@ -185,7 +185,7 @@ def reference_fa4_forward(q, k, v, softmax_scale, causal, window_size_left, wind
     scores = reference_scores(q, k, softmax_scale, window_size_left)
     lse = scores.logsumexp(dim=-1)
     out = torch.einsum("bhts,bshd->bthd", (scores - lse[..., None]).exp(), v.float())
-    return out.to(q.dtype), lse
+    return out.to(q.dtype).contiguous(), lse  # contiguous, as FA4's output and the custom op's fake
 
 
 def reference_fa4_backward(q, k, v, out, dout, lse, softmax_scale, causal, window_size_left, window_size_right, dq=None, dk=None, dv=None, calls=None):
@@ -276,7 +276,7 @@ def test_flash_attn4_custom_ops_trace_with_their_fakes(reference_fast_kernels):
         torch.testing.assert_close(got_grad, want_grad, rtol=1e-4, atol=1e-5)
 
 
-def reference_rope_turns(inv_freq, rotary_n, nonrotary_n):
+def reference_rope_turns(inv_freq, rotary_n, nonrotary_n=0):
     """quack's make_interleaved_inv_freq: each frequency in turns as float-float (hi, lo), one head's
     table repeated over rotary_n columns, then nonrotary_n zeros (imports inside, as quack's)."""
     import math
@@ -301,27 +301,17 @@ def reference_gemm_rope(x, weight_t, pos, freq, bias=None):
     return {"D": rotate_adjacent(acc, angle.cos(), angle.sin()).to(x.dtype)}
 
 
-def reference_rotary(x, cos, sin, interleaved, inplace, conjugate):
-    """quack's apply_rotary on (B, T, H, D) by (T, D/2) tables, here for adjacent pairs in place."""
-    assert interleaved and inplace
-    x.copy_(rotate_adjacent(x, cos[:, None], (-sin if conjugate else sin)[:, None]))
+def reference_rotary(x, cos, sin, interleaved=False, inplace=False, conjugate=False):
+    """quack's apply_rotary on (B, T, H, D) by (T, D/2) tables, here in place only: on pairs of
+    adjacent dims (interleaved) or RoPE's (j, j + D/2)."""
+    assert inplace
+    sin = -sin if conjugate else sin
+    x.copy_(rotate_adjacent(x, cos[:, None], sin[:, None]) if interleaved else rotate_halves(x[:, :, None], cos, sin)[:, :, 0])
 
 
-@pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("compiled", [False, True])
-def test_rope_in_the_projection_equals_rope_after_it(bias, compiled, monkeypatch):
-    """QuackQKV (quack's GEMM with RoPE in its epilogue, on rows reordered so that RoPE's pairs are
-    adjacent; the gradient rotated back by quack) gives the attention's output and gradients of the
-    PyTorch projection followed by RoPE. quack's kernels are stood in by references."""
-    monkeypatch.setattr(m, "quack_rope_turns", reference_rope_turns)
-    monkeypatch.setattr(m, "quack_gemm_rope", reference_gemm_rope)
-    monkeypatch.setattr(m, "quack_gemm_rope_bias", reference_gemm_rope)
-    monkeypatch.setattr(m, "quack_rotary", reference_rotary)
-    config = dataclasses.replace(m.MODEL_CONFIGS["d12"], n_head=2, n_embd=64, block_size=32, bias=bias)
-    torch.manual_seed(0)
-    attn = m.CausalSelfAttention(config)
-    if bias:
-        torch.nn.init.normal_(attn.c_attn.bias, std=0.02)
+def assert_projections_agree(attn, compiled):
+    """The attention layer's output and its input's and parameters' gradients under QuackQKV equal
+    those under TorchQKV, eagerly or compiled (aot_eager, one graph)."""
     x, grad = torch.randn(2, 32, 64), torch.randn(2, 32, 64)
     results = []
     for kernel in (m.QuackQKV(), m.TorchQKV()):
@@ -336,13 +326,50 @@ def test_rope_in_the_projection_equals_rope_after_it(bias, compiled, monkeypatch
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_rope_in_the_projection_equals_rope_after_it(bias, compiled, reference_quack_rope):
+    """QuackQKV (quack's GEMM with RoPE in its epilogue, on rows reordered so that RoPE's pairs are
+    adjacent; the gradient rotated back by quack) gives the attention's output and gradients of the
+    PyTorch projection followed by RoPE. quack's kernels are stood in by references."""
+    config = dataclasses.replace(m.MODEL_CONFIGS["d12"], n_head=2, n_embd=64, block_size=32, bias=bias)
+    torch.manual_seed(0)
+    attn = m.CausalSelfAttention(config)
+    if bias:
+        torch.nn.init.normal_(attn.c_attn.bias, std=0.02)
+    assert_projections_agree(attn, compiled)
+
+
+@pytest.fixture
+def reference_quack_rope(monkeypatch):
+    """quack's RoPE epilogue GEMMs, frequency table and in-place rotation stood in by references."""
+    monkeypatch.setattr(m, "quack_rope_turns", reference_rope_turns)
+    monkeypatch.setattr(m, "quack_gemm_rope", reference_gemm_rope)
+    monkeypatch.setattr(m, "quack_gemm_rope_bias", reference_gemm_rope)
+    monkeypatch.setattr(m, "quack_rotary", reference_rotary)
+
+
+@pytest.mark.parametrize("fa4", [False, True])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_mlas_rope_in_the_projections_equals_rope_after_them(fa4, compiled, reference_quack_rope, reference_fast_kernels):
+    """MLA's queries and latent by QuackRopeQueriesLatent (RoPE in both GEMMs' epilogues on rows made
+    adjacent alike, x's gradient from one GEMM accumulating onto the other) give the layer's output
+    and gradients of the PyTorch projections followed by RoPE, on FlashAttention-4 (stood in) and on
+    SDPA."""
+    config = dataclasses.replace(m.MODEL_CONFIGS["d12_flash_mla"], n_head=2, n_embd=64, block_size=32, kv_lora_rank=24, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=12)
+    torch.manual_seed(0)
+    attn = m.MultiHeadLatentAttention(config)
+    attn.kernel = m.FlashAttention4(0) if fa4 else m.portable_kernel(0, attn.qk_dim, attn.v_dim)
+    assert_projections_agree(attn, compiled)
+
+
 def test_qk_norm_layers_project_with_pytorch(monkeypatch):
-    """RoPE in the projection cannot follow QK-norm, which comes between the two."""
+    """RoPE in the projection cannot follow QK-norm, which comes between the two; MLA's query latent
+    keeps its projections PyTorch's too."""
     monkeypatch.setattr(m.QuackQKV, "unavailable", staticmethod(lambda *args: None))
-    model = m.GPT(shrunk("d12_post_norm_qk_norm")).set_kernels("sdpa", "cpu", torch.float32)
-    assert {type(b.attn.qkv_kernel) for b in model.transformer.h} == {m.TorchQKV}
-    model = m.GPT(shrunk("d12")).set_kernels("sdpa", "cpu", torch.float32)
-    assert {type(b.attn.qkv_kernel) for b in model.transformer.h} == {m.QuackQKV}
+    for name, changes, kernel in [("d12_post_norm_qk_norm", {}, m.TorchQKV), ("d12", {}, m.QuackQKV), ("d12_flash_mla", {}, m.QuackQKV), ("d12_flash_mla", dict(q_lora_rank=32), m.TorchQKV)]:
+        model = m.GPT(dataclasses.replace(shrunk(name), **changes)).set_kernels("sdpa", "cpu", torch.float32)
+        assert {type(b.attn.qkv_kernel) for b in model.transformer.h} == {kernel}, name
 
 
 # quack's add-and-norm kernels as PyTorch math, with their calling convention: each writes into the

@@ -126,6 +126,22 @@ def test_rope_in_quacks_projection_matches_pytorchs_projection(window, compiled)
 
 @pytest.mark.skipif(FA4_REASON is not None or QUACK_REASON is not None, reason="needs flash-attn 4 and quack")
 @pytest.mark.parametrize("compiled", [False, True])
+def test_mlas_rope_in_quacks_projections_matches_pytorchs_projections(compiled):
+    """MLA's queries and latent with RoPE in quack's epilogues and x's gradient from one GEMM
+    accumulating onto the other (QuackQKV), then FA4: the layer's output and gradients of PyTorch's
+    projections with RoPE after them, eagerly and compiled, and without grad."""
+    torch.manual_seed(0)
+    attn = m.MultiHeadLatentAttention(m.MODEL_CONFIGS["d12_flash_mla"]).cuda()
+    attn.kernel = m.FlashAttention4(0)
+    x = torch.randn(4, 1024, 768, device="cuda")
+    grad = torch.randn(4, 1024, 768, device="cuda")
+    fast, pytorch = outputs_and_grads(attn, "qkv_kernel", (m.QuackQKV(), m.TorchQKV()), x, grad, compiled)
+    for a, b in zip(fast, pytorch):
+        assert relative_error(a, b) < 1e-2
+
+
+@pytest.mark.skipif(FA4_REASON is not None or QUACK_REASON is not None, reason="needs flash-attn 4 and quack")
+@pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("changes", [dict(), dict(qk_norm=True, q_lora_rank=384)])
 def test_mla_on_flash_attn4_matches_the_split_path(changes, compiled, monkeypatch):
     """MLA on FlashAttention-4, its queries' rotary dims rotated in place by quack and (without
