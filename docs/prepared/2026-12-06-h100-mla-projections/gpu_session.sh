@@ -34,15 +34,13 @@ case "${1:-}" in
     bench /tmp/before mla_before_1 25 d12_flash_mla
     bench . d12_1 25 d12
     pack 3 ;;
-4)  # rounds 2 and 3; mla_new under the profiler
+4)  # round 2; both MLA trees under the profiler (PLAN.md's addendum)
     kernels_path
     bench /tmp/before mla_before_2 25 d12_flash_mla
     bench . mla_new_2 25 d12_flash_mla
     bench . d12_2 25 d12
-    bench . mla_new_3 25 d12_flash_mla
-    bench /tmp/before mla_before_3 25 d12_flash_mla
-    bench . d12_3 25 d12
     profile . mla_new d12_flash_mla
+    profile /tmp/before mla_before d12_flash_mla
     pack 4 ;;
 *)  echo "usage: gpu_session.sh 1|2|3|4" >&2; exit 2 ;;
 esac
