@@ -1103,6 +1103,20 @@ class QuackRopeQKV(torch.autograd.Function):
         return dx, (grad.T @ rows).to(ctx.param_dtype), db, None, None, None, None
 
 
+# Out of place, addmm first copies its C into the output, a pass over it as long as the add it saves
+# (eagerly and under torch.compile alike); in place, the second GEMM accumulates into the first's
+# output. A custom op keeps it in place inside the compiled graph.
+@torch.library.custom_op("train_gpt2_mod::sum_of_matmuls", mutates_args=())
+def sum_of_matmuls(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """a @ b + c @ d, the second GEMM adding its product onto the first's output."""
+    return (a @ b).addmm_(c, d)
+
+
+@sum_of_matmuls.register_fake
+def _(a, b, c, d):
+    return a.new_empty(a.size(0), b.size(1))
+
+
 class QuackRopeQueriesLatent(torch.autograd.Function):
     """MLA's queries and latent [c_kv ; k_rope] from x (B, T, C), each by a quack GEMM whose epilogue
     rotates the rotary dims, their rows in rope_pairs_adjacent's order (the weights arrive
@@ -1134,7 +1148,7 @@ class QuackRopeQueriesLatent(torch.autograd.Function):
         quack_rotary(grad_q[..., -rope:], cos, sin, interleaved=True, inplace=True, conjugate=True)
         quack_rotary(grad_latent.view(B, T, 1, -1)[..., -rope:], cos, sin, interleaved=True, inplace=True, conjugate=True)
         grad_q, grad_latent = grad_q.view(B * T, -1), grad_latent.view(B * T, -1)
-        dx = torch.addmm(grad_latent @ w_latent, grad_q, w_q)
+        dx = torch.ops.train_gpt2_mod.sum_of_matmuls(grad_latent, w_latent, grad_q, w_q)
         return dx.view(B, T, -1), (grad_q.T @ rows).to(ctx.param_dtype), (grad_latent.T @ rows).to(ctx.param_dtype), None, None, None, None, None
 
 

@@ -4,6 +4,7 @@
 #     bash docs/prepared/2026-12-06-h100-mla-projections/gpu_session.sh 1   # carry .gpu-kernels-a
 #     ... 2   # carry .gpu-kernels-b, at once
 #     ... 3, 4   # carry nothing more: the kernels, trees and caches of the calls before are still there
+#     ... 5, 6   # a fresh machine (PLAN.md's second addendum): carry .gpu-kernels-a, then -b at once
 # Arms: mla_new and d12 (the tree as carried), mla_before (/tmp/before: mla.diff reversed).
 set -u
 HERE=docs/prepared/2026-12-06-h100-mla-projections
@@ -42,6 +43,21 @@ case "${1:-}" in
     profile . mla_new d12_flash_mla
     profile /tmp/before mla_before d12_flash_mla
     pack 4 ;;
-*)  echo "usage: gpu_session.sh 1|2|3|4" >&2; exit 2 ;;
+5)  # a fresh machine (PLAN.md's second addendum): the first half of the kernels
+    stage_kernels ;;
+6)  # the kernels; the before tree; the new test, compiled; each MLA tree filling its caches, then once more
+    install_kernels || exit 1
+    rm -rf /tmp/before && cp -r . /tmp/before && patch -s -R -d /tmp/before -p1 < $HERE/mla.diff || exit 1
+    (timeout -s INT 120 python3 -m pytest -q -m gpu -rA -p no:warnings \
+        "tests/test_hopper_kernels.py::test_mlas_rope_in_quacks_projections_matches_pytorchs_projections[True]" > "$RESULTS/tests_gpu_6.txt" 2>&1
+     echo "pytest exit status $?" >> "$RESULTS/tests_gpu_6.txt")
+    grep -E "^(PASSED|FAILED|ERROR)|passed|failed|exit status|Error" "$RESULTS/tests_gpu_6.txt" | tail -5
+    echo "tests ended at $(elapsed) s"
+    bench . mla_fix_fill 25 d12_flash_mla
+    bench /tmp/before mla_before_fill_6 25 d12_flash_mla
+    bench . mla_fix_1 25 d12_flash_mla
+    bench /tmp/before mla_before_6 25 d12_flash_mla
+    pack 6 ;;
+*)  echo "usage: gpu_session.sh 1|2|3|4|5|6" >&2; exit 2 ;;
 esac
 echo "call ${1} took $(elapsed) s"
