@@ -1143,8 +1143,8 @@ class QuackRopeQueriesLatent(torch.autograd.Function):
         B, T = grad_q.shape[:2]  # grad_q (B, T, H, qk_dim)
         rope = 2 * cos.size(-1)
         grad_q, grad_latent = grad_q.to(rows.dtype).contiguous(), grad_latent.to(rows.dtype).contiguous()
-        # in place: the gradients are the attention's and the latent norm's fresh outputs, which
-        # nothing else reads; the rotary dims are each head's last, and the latent's
+        # in place: the gradients are fresh outputs of the attention's and the latent's backward,
+        # which nothing else reads; the rotary dims are the last of each query head and of the latent
         quack_rotary(grad_q[..., -rope:], cos, sin, interleaved=True, inplace=True, conjugate=True)
         quack_rotary(grad_latent.view(B, T, 1, -1)[..., -rope:], cos, sin, interleaved=True, inplace=True, conjugate=True)
         grad_q, grad_latent = grad_q.view(B * T, -1), grad_latent.view(B * T, -1)
@@ -1477,8 +1477,8 @@ class GPT(nn.Module):
             block.mlp.kernel, block.norm_kernel = mlp_kernel, self.norm_kernel
             # QK-norm comes between the projection and RoPE; a query latent (q_lora_rank) between h
             # and MLA's query projection
-            plain = block.attn.qk_norm is None and not hasattr(block.attn, "wq_a")
-            block.attn.qkv_kernel = qkv_kernel if plain else TorchQKV()
+            projection_can_rotate = block.attn.qk_norm is None and not hasattr(block.attn, "wq_a")
+            block.attn.qkv_kernel = qkv_kernel if projection_can_rotate else TorchQKV()
         self.loss_kernel = choose_fused("loss", kernels, device, dtype)
         return self
 

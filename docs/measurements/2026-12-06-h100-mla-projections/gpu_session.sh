@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The device calls of PLAN.md beside this file, from the project root, each right after the one
 # before on one machine (it stays up about 30 s after a call):
-#     bash docs/prepared/2026-12-06-h100-mla-projections/gpu_session.sh 1   # carry .gpu-kernels-a
+#     bash docs/measurements/2026-12-06-h100-mla-projections/gpu_session.sh 1   # carry .gpu-kernels-a
 #     ... 2   # carry .gpu-kernels-b, at once
 #     ... 3, 4   # carry nothing more: the kernels, trees and caches of the calls before are still there
 #     ... 5, 6   # a fresh machine (PLAN.md's second addendum): carry .gpu-kernels-a, then -b at once
+#     ... 7   # carry nothing more
 # Arms: mla_new and d12 (the tree as carried), mla_before (/tmp/before: mla.diff reversed).
 set -u
-HERE=docs/prepared/2026-12-06-h100-mla-projections
+HERE=docs/measurements/2026-12-06-h100-mla-projections
 FLAGS="--batch_size 32 --sequence_length 1024 --compile 1 --cuda_graphs 1"
 . tools/device_session.sh
 case "${1:-}" in
@@ -58,6 +59,11 @@ case "${1:-}" in
     bench . mla_fix_1 25 d12_flash_mla
     bench /tmp/before mla_before_6 25 d12_flash_mla
     pack 6 ;;
-*)  echo "usage: gpu_session.sh 1|2|3|4|5|6" >&2; exit 2 ;;
+7)  # with the device time left (158 s), on the same machine: d12 once (run as a one-line command,
+    # LIMIT=140, with the FLAGS above; written here as it ran)
+    kernels_path
+    bench . d12_6 25 d12
+    pack 7 ;;
+*)  echo "usage: gpu_session.sh 1|2|3|4|5|6|7" >&2; exit 2 ;;
 esac
 echo "call ${1} took $(elapsed) s"
