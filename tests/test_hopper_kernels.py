@@ -106,6 +106,16 @@ def test_packed_attention_matches_the_split_path(window):
         assert relative_error(torch.compile(attn, dynamic=False)(x), results[1][0]) < 1e-2
 
 
+def assert_quack_projection_matches_pytorchs(attn, compiled):
+    """The layer's output (with and without grad) and every gradient under QuackQKV, within bf16
+    rounding of those under TorchQKV, eagerly or compiled."""
+    x = torch.randn(4, 1024, 768, device="cuda")
+    grad = torch.randn(4, 1024, 768, device="cuda")
+    fast, pytorch = outputs_and_grads(attn, "qkv_kernel", (m.QuackQKV(), m.TorchQKV()), x, grad, compiled)
+    for a, b in zip(fast, pytorch):
+        assert relative_error(a, b) < 1e-2
+
+
 @pytest.mark.skipif(FA4_REASON is not None or QUACK_REASON is not None, reason="needs flash-attn 4 and quack")
 @pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("window", [0, 256])
@@ -117,11 +127,7 @@ def test_rope_in_quacks_projection_matches_pytorchs_projection(window, compiled)
     attn = m.CausalSelfAttention(m.MODEL_CONFIGS["d12"], window).cuda()
     torch.nn.init.normal_(attn.c_attn.bias, std=0.02)
     attn.kernel = m.FlashAttention4(window)
-    x = torch.randn(4, 1024, 768, device="cuda")
-    grad = torch.randn(4, 1024, 768, device="cuda")
-    fast, pytorch = outputs_and_grads(attn, "qkv_kernel", (m.QuackQKV(), m.TorchQKV()), x, grad, compiled)
-    for a, b in zip(fast, pytorch):
-        assert relative_error(a, b) < 1e-2
+    assert_quack_projection_matches_pytorchs(attn, compiled)
 
 
 @pytest.mark.skipif(FA4_REASON is not None or QUACK_REASON is not None, reason="needs flash-attn 4 and quack")
@@ -133,11 +139,7 @@ def test_mlas_rope_in_quacks_projections_matches_pytorchs_projections(compiled):
     torch.manual_seed(0)
     attn = m.MultiHeadLatentAttention(m.MODEL_CONFIGS["d12_flash_mla"]).cuda()
     attn.kernel = m.FlashAttention4(0)
-    x = torch.randn(4, 1024, 768, device="cuda")
-    grad = torch.randn(4, 1024, 768, device="cuda")
-    fast, pytorch = outputs_and_grads(attn, "qkv_kernel", (m.QuackQKV(), m.TorchQKV()), x, grad, compiled)
-    for a, b in zip(fast, pytorch):
-        assert relative_error(a, b) < 1e-2
+    assert_quack_projection_matches_pytorchs(attn, compiled)
 
 
 @pytest.mark.skipif(FA4_REASON is not None or QUACK_REASON is not None, reason="needs flash-attn 4 and quack")
