@@ -156,6 +156,7 @@ def test_profile_refuses_bad_flags_before_looking_for_a_gpu(flags, message):
     "name, flags, message",
     [
         ("bench_attention.py", ["--batch", "0"], "--batch, --seq_len and --heads must be at least 1"),
+        ("bench_fa4_tiles.py", ["--reps", "0"], "--batch, --seq_len, --heads and --reps must be at least 1"),
         ("sliding_window_memory.py", ["--window", "0"], "--window, --seq_lens, --tokens and --reps must be at least 1"),
         ("sliding_window_memory.py", ["--seq_lens", "1024", "-5"], "--window, --seq_lens, --tokens and --reps must be at least 1"),
         ("bench_quack_mlp.py", ["--n_embd", "100"], "--tokens and --reps must be at least 1, --n_embd a positive multiple of 8"),
