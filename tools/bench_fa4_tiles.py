@@ -1,15 +1,17 @@
 """
-FlashAttention-4's SM90 tile configurations at the trainer's attention shapes: its own choice and
-the candidates below, forward and backward timed apart, on the layouts the trainer hands it (MLA's
-keys and values as views of one packed tensor, their gradients written into one). FA4 picks its
-Hopper tiles by head dim alone; this shows whether another tile runs MLA's 96/64 faster. Median of
-CUDA-event timings after warm-up, bf16, causal. Needs a Hopper GPU and flash-attn-4.
+FlashAttention-4's SM90 tile configurations at the trainer's attention shapes: FA4's own choice,
+the candidates below and the trainer's FLASH_ATTN4_SM90_FORWARD_TILES, forward and backward timed
+apart, on the layouts the trainer hands FA4 (MLA's keys and values as views of one packed tensor,
+their gradients written into one). FA4 picks its Hopper tiles by head dim alone; this shows
+whether another tile runs MLA's 96/64 faster. Median of CUDA-event timings after warm-up, bf16,
+causal. Needs a Hopper GPU and flash-attn-4. A candidate that cannot be built says why.
 
     python tools/bench_fa4_tiles.py                       # B=32, T=1024, 12 heads
     python tools/bench_fa4_tiles.py --json tiles.json
 """
 
 import argparse
+import contextlib
 import datetime
 import json
 import sys
@@ -23,24 +25,41 @@ import train_gpt2_mod as m  # noqa: E402
 
 # BwdConfig fields, in order: m_block_size, n_block_size, num_stages_Q, num_stages_dO,
 # num_stages_PdS, SdP_swapAB, dKV_swapAB, dQ_swapAB, AtomLayoutMSdP, AtomLayoutNdKV, AtomLayoutMdQ
+ONE_DQ_WARP_GROUP = {"dQ_single_wg": True}  # FA4's own at head dims 65-96
 BACKWARD_CANDIDATES = {
     "64x128, dQ in both warp groups": ((64, 128, 2, 2, 2, True, False, False, 1, 2, 1), {}),
     "64x128, dQ atoms 2": ((64, 128, 2, 2, 2, True, False, False, 1, 2, 2), {}),
+    "64x128, one P/dS stage": ((64, 128, 2, 2, 1, True, False, False, 1, 2, 1), ONE_DQ_WARP_GROUP),
+    "64x128, one dO and P/dS stage": ((64, 128, 2, 1, 1, True, False, False, 1, 2, 1), ONE_DQ_WARP_GROUP),
+    "64x128, SdP unswapped": ((64, 128, 2, 2, 2, False, False, False, 1, 2, 1), ONE_DQ_WARP_GROUP),
+    "64x128, dKV swapped": ((64, 128, 2, 2, 2, True, True, False, 1, 2, 1), ONE_DQ_WARP_GROUP),
+    "64x128, SdP atoms 2": ((64, 128, 2, 2, 2, True, False, False, 2, 2, 1), ONE_DQ_WARP_GROUP),
+    "64x128, dKV atoms 1": ((64, 128, 2, 2, 2, True, False, False, 1, 1, 1), ONE_DQ_WARP_GROUP),
+    "64x112": ((64, 112, 2, 2, 2, True, False, False, 1, 2, 1), ONE_DQ_WARP_GROUP),
+    "64x160": ((64, 160, 2, 2, 2, True, False, False, 1, 2, 1), ONE_DQ_WARP_GROUP),
+    "64x192": ((64, 192, 2, 2, 2, True, False, False, 1, 2, 1), ONE_DQ_WARP_GROUP),
+    "80x128, dQ swapped": ((80, 128, 2, 2, 2, True, False, True, 1, 2, 1), {}),
     "128x128 (head dim 64's)": ((128, 128, 2, 2, 2, True, False, False, 1, 2, 2), {}),
     "128x128, one P/dS stage": ((128, 128, 2, 2, 1, True, False, False, 1, 2, 2), {}),
+    "128x128, one dO and P/dS stage": ((128, 128, 2, 1, 1, True, False, False, 1, 2, 2), {}),
     "128x128, one stage each": ((128, 128, 1, 1, 1, True, False, False, 1, 2, 2), {}),
+    "128x112, one P/dS stage": ((128, 112, 2, 2, 1, True, False, False, 1, 2, 2), {}),
     "128x96": ((128, 96, 2, 2, 2, True, False, False, 1, 2, 2), {}),
     "128x64": ((128, 64, 2, 2, 2, True, False, False, 1, 2, 2), {}),
-    "80x128, dQ swapped": ((80, 128, 2, 2, 2, True, False, True, 1, 2, 1), {}),
-    "64x128, single dQ wg, SdP unswapped": ((64, 128, 2, 2, 2, False, False, False, 1, 2, 1), {"dQ_single_wg": True}),
 }
 # FwdConfig fields: m_block_size, n_block_size, mma_pv_is_rs, intra_wg_overlap
 FORWARD_CANDIDATES = {
-    "128x128 RS": (128, 128, True, True),
+    "128x128, P @ V from registers": (128, 128, True, True),
+    "128x128, P @ V from registers, no overlap": (128, 128, True, False),
     "128x128": (128, 128, False, True),
-    "192x144": (192, 144, False, True),
-    "128x176 RS": (128, 176, True, True),
+    "128x96, P @ V from registers": (128, 96, True, True),
+    "128x112, P @ V from registers": (128, 112, True, True),
+    "128x144, P @ V from registers": (128, 144, True, True),
+    "128x160, P @ V from registers": (128, 160, True, True),
+    "128x176, P @ V from registers": (128, 176, True, True),
+    "128x192, P @ V from registers": (128, 192, True, True),
     "192x112": (192, 112, False, True),
+    "192x144": (192, 144, False, True),
 }
 
 
@@ -71,6 +90,17 @@ class TileOverride:
         self.clear()
 
 
+@contextlib.contextmanager
+def trainer_tiles(table):
+    """The trainer's forward tile table while in the with block (FA4's own choice elsewhere here)."""
+    m.FLASH_ATTN4_SM90_FORWARD_TILES = table
+    try:
+        with TileOverride("forward"):
+            yield
+    finally:
+        m.FLASH_ATTN4_SM90_FORWARD_TILES = {}
+
+
 def mla_inputs(B, T, H, qk_dim, v_dim):
     """q, the packed keys and values, the output's gradient, and buffers for the gradients."""
     q = torch.randn(B, T, H, qk_dim, device="cuda", dtype=torch.bfloat16)
@@ -93,7 +123,8 @@ def run_candidate(label, override, inputs, reps, rows):
         with override:
             forward, backward = time_pair(*inputs, reps)
     except Exception as e:  # a config the kernel cannot build (shared memory, registers, layout)
-        print(f"| {label} | fails: {str(e).splitlines()[0][:80] if str(e) else type(e).__name__} | |", flush=True)
+        reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        print(f"| {label} | fails: {reason[:100]} | |", flush=True)
         rows.append({"config": label, "error": str(e)[:300]})
         return
     print(f"| {label} | {forward:.3f} | {backward:.3f} |", flush=True)
@@ -116,6 +147,7 @@ def main():
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, bf16, causal, B={B}, T={T}, H={H}, {datetime.date.today()}\n")
     print("| head dims, tile | forward ms | backward ms |\n| --- | --- | --- |")
     rows = []
+    table, m.FLASH_ATTN4_SM90_FORWARD_TILES = m.FLASH_ATTN4_SM90_FORWARD_TILES, {}  # FA4's own choice unless a row says
     run_candidate("64/64 (d12's head dims), FA4's own", TileOverride("forward"), mla_inputs(B, T, H, 64, 64), args.reps, rows)
     mla = mla_inputs(B, T, H, 96, 64)
     run_candidate("96/64 (MLA), FA4's own", TileOverride("forward"), mla, args.reps, rows)
@@ -125,6 +157,7 @@ def main():
     for label, fields in FORWARD_CANDIDATES.items():
         config = m.flash_attn4.FwdConfig(*fields)
         run_candidate(f"96/64 forward {label}", TileOverride("forward", config), mla, args.reps, rows)
+    run_candidate("96/64 forward, the trainer's table", trainer_tiles(table), mla, args.reps, rows)
     run_candidate("96/64 (MLA), FA4's own, again", TileOverride("backward"), mla, args.reps, rows)  # the drift over the run
     if args.json:
         Path(args.json).write_text(json.dumps({"device": torch.cuda.get_device_name(), "shape": [B, T, H], "rows": rows}, indent=1))
