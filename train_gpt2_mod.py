@@ -1133,31 +1133,28 @@ def _(a, b, c, d):
 
 
 class QuackRopeQueriesLatent(torch.autograd.Function):
-    """MLA's queries and latent [c_kv ; k_rope] from x (B, T, C) by one quack GEMM on their joined
-    weights, whose epilogue rotates the rotary dims, their rows in rope_pairs_adjacent's order (the
-    weight arrives reordered): the latent's few columns ride on the queries' GEMM. Both come out as
-    views of its output. Backward: the rotary dims' gradients rotated back in place by quack, then
-    x's gradient as one GEMM accumulating onto the other, where autograd would add the two after
-    them in a kernel of its own. The weight is cast to autocast's dtype and gets its gradient in
-    its own."""
+    """MLA's queries and latent [c_kv ; k_rope] from x (B, T, C), each by a quack GEMM whose epilogue
+    rotates the rotary dims, their rows in rope_pairs_adjacent's order (the weights arrive
+    reordered). Backward: the rotary dims' gradients rotated back in place by quack, then x's
+    gradient as one GEMM accumulating onto the other, where autograd would add the two after them
+    in a kernel of its own. Weights are cast to autocast's dtype and get gradients in theirs."""
 
     @staticmethod
-    def forward(ctx, x, weight, turns, cos, sin, heads, q_width):
-        ctx.param_dtype = weight.dtype
+    def forward(ctx, x, w_q, w_latent, q_turns, latent_turns, cos, sin, heads):
+        ctx.param_dtype = w_q.dtype
         dtype = autocast_dtype(x)
         B, T, _ = x.shape
-        rows, weight = x.to(dtype).flatten(0, 1), weight.to(dtype)
+        rows, w_q, w_latent = x.to(dtype).flatten(0, 1), w_q.to(dtype), w_latent.to(dtype)
         positions = torch.arange(T, device=x.device, dtype=torch.float32).repeat(B)
         with torch.autocast("cuda", enabled=False):
-            out = torch.ops.train_gpt2_mod.quack_linear_rope(rows, weight, None, positions, turns)
-        ctx.save_for_backward(rows, weight, cos, sin)
-        ctx.q_width = q_width
-        q, latent = out.split((q_width, weight.size(0) - q_width), dim=-1)
+            q = torch.ops.train_gpt2_mod.quack_linear_rope(rows, w_q, None, positions, q_turns)
+            latent = torch.ops.train_gpt2_mod.quack_linear_rope(rows, w_latent, None, positions, latent_turns)
+        ctx.save_for_backward(rows, w_q, w_latent, cos, sin)
         return q.view(B, T, heads, -1), latent.view(B, T, -1)
 
     @staticmethod
     def backward(ctx, grad_q, grad_latent):
-        rows, weight, cos, sin = ctx.saved_tensors
+        rows, w_q, w_latent, cos, sin = ctx.saved_tensors
         B, T = grad_q.shape[:2]  # grad_q (B, T, H, qk_dim)
         rope = 2 * cos.size(-1)
         grad_q, grad_latent = grad_q.to(rows.dtype).contiguous(), grad_latent.to(rows.dtype).contiguous()
@@ -1166,10 +1163,8 @@ class QuackRopeQueriesLatent(torch.autograd.Function):
         quack_rotary(grad_q[..., -rope:], cos, sin, interleaved=True, inplace=True, conjugate=True)
         quack_rotary(grad_latent.view(B, T, 1, -1)[..., -rope:], cos, sin, interleaved=True, inplace=True, conjugate=True)
         grad_q, grad_latent = grad_q.view(B * T, -1), grad_latent.view(B * T, -1)
-        w_q, w_latent = weight.split((ctx.q_width, weight.size(0) - ctx.q_width))
         dx = torch.ops.train_gpt2_mod.sum_of_matmuls(grad_latent, w_latent, grad_q, w_q)
-        dw = torch.cat((grad_q.T @ rows, grad_latent.T @ rows)).to(ctx.param_dtype)
-        return dx.view(B, T, -1), dw, None, None, None, None, None
+        return dx.view(B, T, -1), (grad_q.T @ rows).to(ctx.param_dtype), (grad_latent.T @ rows).to(ctx.param_dtype), None, None, None, None, None
 
 
 class QuackQKV(TorchQKV):
@@ -1193,8 +1188,8 @@ class QuackQKV(TorchQKV):
         turns = quack_rope_turns(rotary.inv_freq, attn.rope)
         w_q = rope_pairs_adjacent(attn.wq.weight, attn.n_head, attn.qk_dim, attn.nope)
         w_latent = rope_pairs_adjacent(attn.wkv_a.weight, 1, attn.kv_rank + attn.rope, attn.kv_rank)
-        turns = torch.cat((F.pad(turns, (attn.nope, 0)).repeat(attn.n_head), F.pad(turns, (attn.kv_rank, 0))))
-        return QuackRopeQueriesLatent.apply(x, torch.cat((w_q, w_latent)), turns, rotary.cos[:T], rotary.sin[:T], attn.n_head, w_q.size(0))
+        q_turns, latent_turns = F.pad(turns, (attn.nope, 0)).repeat(attn.n_head), F.pad(turns, (attn.kv_rank, 0))
+        return QuackRopeQueriesLatent.apply(x, w_q, w_latent, q_turns, latent_turns, rotary.cos[:T], rotary.sin[:T], attn.n_head)
 
 
 class TorchAddNorm(FusedKernel):
