@@ -1,17 +1,16 @@
 """
-FlashAttention-4's SM90 tile configurations at the trainer's attention shapes: FA4's own choice,
-the candidates below and the trainer's FLASH_ATTN4_SM90_FORWARD_TILES, forward and backward timed
-apart, on the layouts the trainer hands FA4 (MLA's keys and values as views of one packed tensor,
-their gradients written into one). FA4 picks its Hopper tiles by head dim alone; this shows
-whether another tile runs MLA's 96/64 faster. Median of CUDA-event timings after warm-up, bf16,
-causal. Needs a Hopper GPU and flash-attn-4. A candidate that cannot be built says why.
+FlashAttention-4's SM90 tile configurations at the trainer's attention shapes: FA4's own choice and
+the candidates below, forward and backward timed apart, on the layouts the trainer hands FA4 (MLA's
+keys and values as views of one packed tensor, their gradients written into one). FA4 picks its
+Hopper tiles by head dim alone; this shows whether another tile runs MLA's 96/64 faster. Median of
+CUDA-event timings after warm-up, bf16, causal. Needs a Hopper GPU and flash-attn-4. A candidate
+that cannot be built says why.
 
     python tools/bench_fa4_tiles.py                       # B=32, T=1024, 12 heads
     python tools/bench_fa4_tiles.py --json tiles.json
 """
 
 import argparse
-import contextlib
 import datetime
 import json
 import sys
@@ -90,17 +89,6 @@ class TileOverride:
         self.clear()
 
 
-@contextlib.contextmanager
-def trainer_tiles(table):
-    """The trainer's forward tile table while in the with block (FA4's own choice elsewhere here)."""
-    m.FLASH_ATTN4_SM90_FORWARD_TILES = table
-    try:
-        with TileOverride("forward"):
-            yield
-    finally:
-        m.FLASH_ATTN4_SM90_FORWARD_TILES = {}
-
-
 def mla_inputs(B, T, H, qk_dim, v_dim):
     """q, the packed keys and values, the output's gradient, and buffers for the gradients."""
     q = torch.randn(B, T, H, qk_dim, device="cuda", dtype=torch.bfloat16)
@@ -147,7 +135,6 @@ def main():
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, bf16, causal, B={B}, T={T}, H={H}, {datetime.date.today()}\n")
     print("| head dims, tile | forward ms | backward ms |\n| --- | --- | --- |")
     rows = []
-    table, m.FLASH_ATTN4_SM90_FORWARD_TILES = m.FLASH_ATTN4_SM90_FORWARD_TILES, {}  # FA4's own choice unless a row says
     run_candidate("64/64 (d12's head dims), FA4's own", TileOverride("forward"), mla_inputs(B, T, H, 64, 64), args.reps, rows)
     mla = mla_inputs(B, T, H, 96, 64)
     run_candidate("96/64 (MLA), FA4's own", TileOverride("forward"), mla, args.reps, rows)
@@ -157,7 +144,6 @@ def main():
     for label, fields in FORWARD_CANDIDATES.items():
         config = m.flash_attn4.FwdConfig(*fields)
         run_candidate(f"96/64 forward {label}", TileOverride("forward", config), mla, args.reps, rows)
-    run_candidate("96/64 forward, the trainer's table", trainer_tiles(table), mla, args.reps, rows)
     run_candidate("96/64 (MLA), FA4's own, again", TileOverride("backward"), mla, args.reps, rows)  # the drift over the run
     if args.json:
         Path(args.json).write_text(json.dumps({"device": torch.cuda.get_device_name(), "shape": [B, T, H], "rows": rows}, indent=1))
