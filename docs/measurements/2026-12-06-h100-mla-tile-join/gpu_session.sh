@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The device calls of PLAN.md beside this file, from the project root, each right after the one
 # before on one machine (it stays up about 30 s after a call):
-#     bash docs/prepared/2026-12-06-h100-mla-tile-join/gpu_session.sh 1   # carry .gpu-kernels-a
+#     bash docs/measurements/2026-12-06-h100-mla-tile-join/gpu_session.sh 1   # carry .gpu-kernels-a
 #     ... 2   # carry .gpu-kernels-b, at once
 #     ... 3   # carry nothing more
+#     ... 4   # carry nothing more (added after call 3)
 # Arms: both and d12 (the tree as carried), tile (/tmp/tile), before (/tmp/before).
 set -u
-HERE=docs/prepared/2026-12-06-h100-mla-tile-join
+HERE=docs/measurements/2026-12-06-h100-mla-tile-join
 FLAGS="--batch_size 32 --sequence_length 1024 --compile 1 --cuda_graphs 1"
 . tools/device_session.sh
 case "${1:-}" in
@@ -37,4 +38,12 @@ case "${1:-}" in
     bench . both_2 25 d12_flash_mla
     bench . d12_2 25 d12
     pack 3 ;;
+4)  # not in PLAN.md: added after call 3, with the device time left (README.md says why); typed as
+    # one line, LIMIT=280 bash -c '. tools/device_session.sh; kernels_path; FLAGS="..."; bench ...'
+    kernels_path
+    bench /tmp/tile tile_3 25 d12_flash_mla
+    bench /tmp/before before_3 25 d12_flash_mla
+    bench . both_3 25 d12_flash_mla
+    bench . d12_3 25 d12
+    pack 4 ;;
 esac
