@@ -1,10 +1,10 @@
 """
 FlashAttention-4's SM90 tile configurations at the trainer's attention shapes: FA4's own choice and
-the candidates below, forward and backward timed apart, on the layouts the trainer hands FA4 (MLA's
-keys and values as views of one packed tensor, their gradients written into one). FA4 picks its
-Hopper tiles by head dim alone; this shows whether another tile runs MLA's 96/64 faster. Median of
-CUDA-event timings after warm-up, bf16, causal. Needs a Hopper GPU and flash-attn-4. A candidate
-that cannot be built says why.
+the candidates this file lists, forward and backward timed apart, on the layouts the trainer hands
+FA4 (MLA's keys and values as views of one packed tensor, their gradients written into one). FA4
+picks its Hopper tiles by head dim alone; this shows whether another tile runs MLA's 96/64 faster.
+Median of CUDA-event timings after warm-up, bf16, causal. Needs a Hopper GPU and flash-attn-4. A
+candidate that cannot be built says why.
 
     python tools/bench_fa4_tiles.py                       # B=32, T=1024, 12 heads
     python tools/bench_fa4_tiles.py --json tiles.json
