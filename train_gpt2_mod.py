@@ -1188,21 +1188,33 @@ class TorchAddNorm(FusedKernel):
         return x, norm(x)
 
 
+def add_layer_norm_outputs(x, out_dtype):
+    """Empty tensors for quack_add_layer_norm's outputs, for the op and its fake."""
+    return torch.empty_like(x), torch.empty_like(x, dtype=out_dtype), *(x.new_empty(x.size(0), dtype=torch.float32) for _ in range(2))
+
+
+def add_layer_norm_backward_outputs(summed, branch_dtype):
+    """Empty tensors for quack_add_layer_norm_backward's outputs, for the op and its fake: the
+    weight's and bias's partial sums have quack's count of rows."""
+    rows = quack_norm_partial_rows(summed.size(-1), summed.device)
+    partials = (summed.new_empty(rows, summed.size(-1), dtype=torch.float32) for _ in range(2))
+    return torch.empty_like(summed), torch.empty_like(summed, dtype=branch_dtype), *partials
+
+
 # quack's add-and-norm kernels mutate the tensors they are given; wrapped as functional custom ops
 # they trace into the compiled graph as single nodes.
 @torch.library.custom_op("train_gpt2_mod::quack_add_layer_norm", mutates_args=())
 def quack_add_layer_norm(x: torch.Tensor, branch: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], out_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """On rows of x and branch: the sum x + branch in x's dtype, its LayerNorm in out_dtype, and the
     norm's per-row mean and reciprocal standard deviation, in one kernel."""
-    summed, out = torch.empty_like(x), torch.empty_like(x, dtype=out_dtype)
-    mean, rstd = (x.new_empty(x.size(0), dtype=torch.float32) for _ in range(2))
+    summed, out, mean, rstd = add_layer_norm_outputs(x, out_dtype)
     quack_norm_forward(branch, weight, out, bias, rstd, mean, x, summed, LAYER_NORM_EPS, True)
     return summed, out, mean, rstd
 
 
 @quack_add_layer_norm.register_fake
 def _(x, branch, weight, bias, out_dtype):
-    return torch.empty_like(x), torch.empty_like(x, dtype=out_dtype), *(x.new_empty(x.size(0), dtype=torch.float32) for _ in range(2))
+    return add_layer_norm_outputs(x, out_dtype)
 
 
 @torch.library.custom_op("train_gpt2_mod::quack_add_layer_norm_backward", mutates_args=())
@@ -1210,18 +1222,14 @@ def quack_add_layer_norm_backward(grad_out: torch.Tensor, grad_sum: Optional[tor
     """The gradient of the sum (the norm's, plus grad_sum where the sum was used), written twice by
     one kernel: in the sum's dtype for x, in branch_dtype for branch; and the weight's and bias's
     gradients as per-block partial sums (rows, dim) in float32."""
-    rows = quack_norm_partial_rows(summed.size(-1), summed.device)
-    grad_x, grad_branch = torch.empty_like(summed), torch.empty_like(summed, dtype=branch_dtype)
-    grad_weight, grad_bias = (summed.new_empty(rows, summed.size(-1), dtype=torch.float32) for _ in range(2))
-    quack_norm_backward(summed, weight, grad_out, rstd, grad_branch, grad_weight, grad_bias, grad_sum, grad_x, rows, mean=mean, is_layernorm=True)
+    grad_x, grad_branch, grad_weight, grad_bias = add_layer_norm_backward_outputs(summed, branch_dtype)
+    quack_norm_backward(summed, weight, grad_out, rstd, grad_branch, grad_weight, grad_bias, grad_sum, grad_x, grad_weight.size(0), mean=mean, is_layernorm=True)
     return grad_x, grad_branch, grad_weight, grad_bias
 
 
 @quack_add_layer_norm_backward.register_fake
 def _(grad_out, grad_sum, summed, weight, mean, rstd, branch_dtype):
-    rows = quack_norm_partial_rows(summed.size(-1), summed.device)
-    partials = [summed.new_empty(rows, summed.size(-1), dtype=torch.float32) for _ in range(2)]
-    return torch.empty_like(summed), torch.empty_like(summed, dtype=branch_dtype), *partials
+    return add_layer_norm_backward_outputs(summed, branch_dtype)
 
 
 class QuackAddLayerNorm(torch.autograd.Function):
