@@ -106,14 +106,20 @@ def test_packed_attention_matches_the_split_path(window):
         assert relative_error(torch.compile(attn, dynamic=False)(x), results[1][0]) < 1e-2
 
 
-def assert_quack_projection_matches_pytorchs(attn, compiled):
-    """The layer's output (with and without grad) and every gradient under QuackQKV, within bf16
-    rounding of those under TorchQKV, eagerly or compiled."""
-    x = torch.randn(4, 1024, 768, device="cuda")
-    grad = torch.randn(4, 1024, 768, device="cuda")
-    fast, pytorch = outputs_and_grads(attn, "qkv_kernel", (m.QuackQKV(), m.TorchQKV()), x, grad, compiled)
+def assert_fast_kernel_matches_pytorchs(module, attribute, kernels, compiled, batch):
+    """On (batch, 1024, 768) inputs: the module's output (with and without grad) and every gradient
+    under the fast kernel of kernels, within bf16 rounding of those under PyTorch's, the other,
+    eagerly or compiled."""
+    x = torch.randn(batch, 1024, 768, device="cuda")
+    grad = torch.randn(batch, 1024, 768, device="cuda")
+    fast, pytorch = outputs_and_grads(module, attribute, kernels, x, grad, compiled)
     for a, b in zip(fast, pytorch):
         assert relative_error(a, b) < 1e-2
+
+
+def assert_quack_projection_matches_pytorchs(attn, compiled):
+    """The layer under QuackQKV against TorchQKV."""
+    assert_fast_kernel_matches_pytorchs(attn, "qkv_kernel", (m.QuackQKV(), m.TorchQKV()), compiled, batch=4)
 
 
 @pytest.mark.skipif(FA4_REASON is not None or QUACK_REASON is not None, reason="needs flash-attn 4 and quack")
@@ -212,11 +218,7 @@ def test_quack_mlp_matches_the_pytorch_mlp(compiled):
     mlp = m.MLP(m.MODEL_CONFIGS["d12"]).cuda()
     torch.nn.init.normal_(mlp.c_fc.bias, std=0.02)
     torch.nn.init.normal_(mlp.c_proj.bias, std=0.02)
-    x = torch.randn(8, 1024, 768, device="cuda")
-    grad = torch.randn(8, 1024, 768, device="cuda")
-    fast, pytorch = outputs_and_grads(mlp, "kernel", (m.QuackMLP(), m.TorchMLP()), x, grad, compiled)
-    for a, b in zip(fast, pytorch):
-        assert relative_error(a, b) < 1e-2
+    assert_fast_kernel_matches_pytorchs(mlp, "kernel", (m.QuackMLP(), m.TorchMLP()), compiled, batch=8)
 
 
 class AddNormBetweenLinears(torch.nn.Module):
@@ -241,11 +243,7 @@ def test_quack_add_and_norm_matches_pytorchs(compiled):
     probe = AddNormBetweenLinears(768).cuda()
     torch.nn.init.normal_(probe.ln.weight, mean=1.0, std=0.1)
     torch.nn.init.normal_(probe.ln.bias, std=0.1)
-    x = torch.randn(8, 1024, 768, device="cuda")
-    grad = torch.randn(8, 1024, 768, device="cuda")
-    fast, pytorch = outputs_and_grads(probe, "norm_kernel", (m.QuackAddNorm(), m.TorchAddNorm()), x, grad, compiled)
-    for a, b in zip(fast, pytorch):
-        assert relative_error(a, b) < 1e-2
+    assert_fast_kernel_matches_pytorchs(probe, "norm_kernel", (m.QuackAddNorm(), m.TorchAddNorm()), compiled, batch=8)
 
 
 @pytest.mark.skipif(FA4_REASON is not None or QUACK_REASON is not None, reason="needs flash-attn 4 and quack")
