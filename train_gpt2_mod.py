@@ -1053,6 +1053,12 @@ def rope_pairs_adjacent(t, heads, head_dim, start=0):
     return torch.cat((torch.cat((h[:, :start], rotary), dim=1).flatten(0, 1), t[n:]))
 
 
+def row_positions(B, T, device):
+    """Each row's position in its sequence, for B sequences of T rows flattened into one matrix: the
+    positions quack's RoPE epilogue rotates by (floats, as its tables are)."""
+    return torch.arange(T, device=device, dtype=torch.float32).repeat(B)
+
+
 # A custom op for the reason of quack_dgelu_dbias's. quack's dense calls take their vectors as
 # (batches, length): a rank-1 one would be read as a variable-length batch's.
 @torch.library.custom_op("train_gpt2_mod::quack_linear_rope", mutates_args=())
@@ -1083,7 +1089,7 @@ class QuackRopeQKV(torch.autograd.Function):
         B, T, C = x.shape
         rows, weight = x.to(dtype).flatten(0, 1), weight.to(dtype)
         bias = None if bias is None else bias.to(dtype)
-        positions = torch.arange(T, device=x.device, dtype=torch.float32).repeat(B)
+        positions = row_positions(B, T, x.device)
         with torch.autocast("cuda", enabled=False):
             out = torch.ops.train_gpt2_mod.quack_linear_rope(rows, weight, bias, positions, quack_rope_turns(inv_freq, 2 * C, C))
         ctx.save_for_backward(rows, weight, cos, sin)
@@ -1130,7 +1136,7 @@ class QuackRopeQueriesLatent(torch.autograd.Function):
         dtype = autocast_dtype(x)
         B, T, _ = x.shape
         rows, w_q, w_latent = x.to(dtype).flatten(0, 1), w_q.to(dtype), w_latent.to(dtype)
-        positions = torch.arange(T, device=x.device, dtype=torch.float32).repeat(B)
+        positions = row_positions(B, T, x.device)
         with torch.autocast("cuda", enabled=False):
             q = torch.ops.train_gpt2_mod.quack_linear_rope(rows, w_q, None, positions, q_turns)
             latent = torch.ops.train_gpt2_mod.quack_linear_rope(rows, w_latent, None, positions, latent_turns)
