@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "tools"))
-from bench_train import gpu_state, row  # noqa: E402
+from bench_train import gpu_state, row, summary  # noqa: E402
 from profile_train import QUEUE_FULL_US, host_lead, idle_gaps, launch_calls  # noqa: E402
 
 TINY_MODEL = ["--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--sequence_length", "32", "--device", "cpu"]
@@ -61,13 +61,51 @@ def test_bench_runs_variants_in_turn_and_summarizes_them(tmp_path):
     proc = bench("d12", "--steps", "20", "--variant", "", "--variant", "--n_embd 64", "--repeat", "2", "--json", str(out), "--", *TINY_MODEL)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line.split(" | ")[0] for line in proc.stdout.split("\n\n")[1].splitlines() if line.startswith("| d12")]
-    assert rows == ["| d12", "| d12 --n_embd 64", "| d12", "| d12 --n_embd 64"]  # in turn, not one side then the other
+    assert rows == ["| d12", "| d12 --n_embd 64", "| d12 --n_embd 64", "| d12"]  # in turn, the second round reversed
     summary = proc.stdout.split("\n\n")[2].splitlines()
-    assert summary[0] == "| config | runs | median tokens/s | range | vs first |"
+    assert summary[0] == "| config | runs | median tokens/s | range | vs first | paired vs first, mean (95% interval) |"
     assert [line.split(" | ")[:2] for line in summary[2:]] == [["| d12", "2"], ["| d12 --n_embd 64", "2"]]
-    assert summary[2].endswith(" | 1.000x |")
+    assert summary[2].endswith(" | 1.000x | - |") and summary[3].endswith(", 2 rounds |")
     records = json.loads(out.read_text())
-    assert [(r["variant"], r["config"]["n_embd"]) for r in records] == [("", 32), ("--n_embd 64", 64)] * 2  # the variant's flags win
+    assert [(r["variant"], r["config"]["n_embd"], r["round"]) for r in records] == [("", 32, 1), ("--n_embd 64", 64, 1), ("--n_embd 64", 64, 2), ("", 32, 2)]  # the variant's flags win
+
+
+def bench_record(model, tokens_per_s, round_number):
+    return {"model": model, "round": round_number, "summary": {"tokens_per_s": tokens_per_s}}
+
+
+def test_bench_summary_pairs_each_run_with_the_first_configs_run_of_its_round():
+    # B's rounds run at 0.97, 0.98 and 0.99 of A's while A's own speed doubles from round to round;
+    # C misses round 3 and a failed run of B pairs with nothing
+    infos = [bench_record("A", 100.0, 1), bench_record("B", 97.0, 1), bench_record("C", 50.0, 1),
+             bench_record("B", 196.0, 2), bench_record("A", 200.0, 2), bench_record("C", 100.0, 2),
+             bench_record("A", 400.0, 3), bench_record("B", 396.0, 3), {"model": "B", "failed": "exit code 1", "round": 4}]
+    lines = summary(infos).splitlines()
+    assert lines[2] == "| A | 3 | 200 | 100-400 | 1.000x | - |"
+    # mean 0.980, sd 0.010 over 3 rounds: 4.303 x 0.010 / sqrt(3) = 0.025 either side
+    assert lines[3] == "| B | 3 | 196 | 97-396 | 0.980x | 0.980x (0.955-1.005), 3 rounds |"
+    assert lines[4] == "| C | 2 | 75 | 50-100 | 0.375x | 0.500x (0.500-0.500), 2 rounds |"
+    assert summary([bench_record("A", 100.0, 1), bench_record("B", 97.0, 1)]).splitlines()[3].endswith(" | 0.970x, 1 round |")
+
+
+def test_bench_summarizes_earlier_json_files_keeping_each_files_rounds_apart(tmp_path):
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps([bench_record("A", 100.0, 1), bench_record("B", 90.0, 1)]))
+    second.write_text(json.dumps([bench_record("A", 200.0, 1), bench_record("B", 190.0, 1), bench_record("B", 1.0, None)]))
+    proc = bench("--summarize", str(first), str(second))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # two rounds (0.90 and 0.95), not one round of four runs; the run without a round pairs with nothing
+    assert proc.stdout.splitlines()[3] == "| B | 3 | 90 | 1-190 | 0.600x | 0.925x (0.607-1.243), 2 rounds |"
+
+
+@pytest.mark.parametrize("content, message", [(None, "No such file or directory"), ("{", "not a --json file of this tool (not JSON)"),
+                                              ('{"model": "d12"}', "not a --json file of this tool (no list of run records)"), ("[]", "the files hold no runs")])
+def test_bench_summarize_refuses_what_is_not_its_json(tmp_path, content, message):
+    path = tmp_path / "runs.json"
+    if content is not None:
+        path.write_text(content)
+    proc = bench("--summarize", str(path))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr
 
 
 def test_bench_refuses_an_unknown_config():

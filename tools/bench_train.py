@@ -9,8 +9,14 @@ Flags after -- go to every run.
 
 Two runs of one config on one GPU can differ by a few percent, so a comparison wants several runs
 of each side, taken in turn on one machine: --variant adds a set of trainer flags to compare (each
-config runs under each variant), and --repeat runs the whole set again, in the same order. A
-summary then gives each config and variant's median tokens/s, its range, and its ratio to the first.
+config runs under each variant), and --repeat runs the whole set again, every second round in the
+reverse order (A B, B A, A B, ...), so that a GPU whose clock drifts over the session favours
+neither side. A summary then gives each config and variant's median tokens/s, its range, its ratio
+to the first, and the mean of its paired ratios: in each round, its run's tokens/s over the first's
+run in that round, with a 95% t-interval over the rounds. Pairing takes out what a round shares
+(the machine's state at the time); the interval says whether a gap stands out from the rest.
+--summarize prints that summary again from the --json files of earlier benches, running nothing:
+the runs of one comparison split over several calls to a machine that allows only so long a call.
 Where nvidia-ml-py is installed, each row also gives the GPU's SM clock and power while it was busy
 (medians, read from this process), and the energy of a step (that power times the median step
 time): the lent GPUs of one kind differ, and a GPU held at its power limit clocks down until its
@@ -20,6 +26,8 @@ steps' energy sets their pace.
     python tools/bench_train.py d12 d12_post_norm -- --batch_size 32 --sequence_length 1024 --compile 1
     python tools/bench_train.py d12 --nproc 2 -- --batch_size 32 --compile 1
     python tools/bench_train.py d12 --variant "" --variant "--kernels pytorch" --repeat 3 -- --compile 1
+    python tools/bench_train.py d12 d12_flash_mla --repeat 5 --json a.json -- --compile 1
+    python tools/bench_train.py --summarize a.json b.json
 
 --nanogpt DIR also runs nanoGPT's own train.py from a checkout of github.com/karpathy/nanoGPT,
 first in each round, so that the anchor the README's ratios are taken against is measured on the
@@ -36,6 +44,7 @@ to nanoGPT.
 import argparse
 import datetime
 import json
+import math
 import os
 import re
 import shlex
@@ -49,6 +58,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from compare_runs import t_975  # noqa: E402
 from train_gpt2_mod import MODEL_CONFIGS, build_parser, gpu_peak_flops, usage_error  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -206,24 +216,71 @@ def row(info):
     return f"| {label(info)} | {info['num_params'] / 1e6:.1f}M | {info['device']} x{info['world_size']} | {batch} | {s['median_step_ms']:.1f} | {s['tokens_per_s']:,.0f} | {mfu} | {mem} | {first} | {clock} | {power} | {energy} |"
 
 
+def paired_ratios(infos, first):
+    """Per config and variant, its tokens/s over first's in the same round, for each round where
+    both ran; runs without a round (records from before rounds were kept) pair with nothing."""
+    rounds = {}
+    for info in infos:
+        if "failed" not in info and info.get("round") is not None:
+            rounds.setdefault(info["round"], {})[label(info)] = info["summary"]["tokens_per_s"]
+    ratios = {}
+    for runs in rounds.values():
+        for name, value in runs.items():
+            if first in runs:
+                ratios.setdefault(name, []).append(value / runs[first])
+    return ratios
+
+
+def mean_with_interval(ratios):
+    """The mean ratio, and its 95% t-interval where there are two rounds or more."""
+    mean = statistics.fmean(ratios)
+    if len(ratios) < 2:
+        return f"{mean:.3f}x, 1 round"
+    half = t_975(len(ratios) - 1) * statistics.stdev(ratios) / math.sqrt(len(ratios))
+    return f"{mean:.3f}x ({mean - half:.3f}-{mean + half:.3f}), {len(ratios)} rounds"
+
+
 def summary(infos):
-    """Per config and variant, in the order they first ran: runs, median tokens/s, range, and the
-    median's ratio to the first one's."""
+    """Per config and variant, in the order they first ran: runs, median tokens/s, range, the
+    median's ratio to the first one's, and the mean of its paired ratios to the first."""
     speeds = {}
     for info in infos:
         values = speeds.setdefault(label(info), [])  # a failed run's config is listed, with no value
         if "failed" not in info:
             values.append(info["summary"]["tokens_per_s"])
     medians = {name: statistics.median(values) for name, values in speeds.items() if values}
-    first = medians.get(next(iter(speeds)))
-    lines = ["| config | runs | median tokens/s | range | vs first |", "| --- | --- | --- | --- | --- |"]
+    first_name = next(iter(speeds))
+    first = medians.get(first_name)
+    paired = paired_ratios(infos, first_name)
+    lines = ["| config | runs | median tokens/s | range | vs first | paired vs first, mean (95% interval) |", "| --- | --- | --- | --- | --- | --- |"]
     for name, values in speeds.items():
         if name not in medians:
-            lines.append(f"| {name} | 0 | | | |")
+            lines.append(f"| {name} | 0 | | | | |")
             continue
         ratio = f"{medians[name] / first:.3f}x" if first else "-"
-        lines.append(f"| {name} | {len(values)} | {medians[name]:,.0f} | {min(values):,.0f}-{max(values):,.0f} | {ratio} |")
+        pairs = mean_with_interval(paired[name]) if name != first_name and name in paired else "-"
+        lines.append(f"| {name} | {len(values)} | {medians[name]:,.0f} | {min(values):,.0f}-{max(values):,.0f} | {ratio} | {pairs} |")
     return "\n".join(lines)
+
+
+def load_records(paths):
+    """The run records of earlier --json files, each file's rounds kept apart from the others'."""
+    infos = []
+    for index, path in enumerate(paths):
+        try:
+            records = json.loads(Path(path).read_text())
+        except OSError as e:
+            usage_error(f"--summarize {path}: {e.strerror}")
+        except json.JSONDecodeError:
+            usage_error(f"--summarize {path}: not a --json file of this tool (not JSON)")
+        if not isinstance(records, list) or not all(isinstance(r, dict) and "model" in r and ("summary" in r or "failed" in r) for r in records):
+            usage_error(f"--summarize {path}: not a --json file of this tool (no list of run records)")
+        for record in records:
+            record["round"] = (index, record["round"]) if record.get("round") is not None else None
+        infos.extend(records)
+    if not infos:
+        usage_error("--summarize: the files hold no runs")
+    return infos
 
 
 def main():
@@ -238,7 +295,11 @@ def main():
     p.add_argument("--repeat", type=int, default=1, help="runs of each config and variant, taken in turn")
     p.add_argument("--json", help="also write the runs' run.json records to this file")
     p.add_argument("--nanogpt", metavar="DIR", help="also run nanoGPT's train.py from this checkout, first in each round")
+    p.add_argument("--summarize", nargs="+", metavar="JSON", help="run nothing: print the summary of the runs in these --json files")
     args = p.parse_args(argv)
+    if args.summarize:
+        print(summary(load_records(args.summarize)))
+        return
     unknown = [m for m in args.models if m not in MODEL_CONFIGS]
     if unknown:
         usage_error(f"unknown model {unknown[0]!r}; valid names: {', '.join(MODEL_CONFIGS)}")
@@ -259,23 +320,23 @@ def main():
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
     infos = []
 
-    def record(measure):
+    def record(measure, round_number):
         """One run, with the GPU's clock and power read beside it."""
         with GpuMonitor(args.nproc) as monitor:
             info = measure()
-        info["gpu_state"] = gpu_state(monitor.samples)
+        info["gpu_state"], info["round"] = gpu_state(monitor.samples), round_number
         infos.append(info)
         print(row(info), flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(infos, indent=2) + "\n")
 
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.repeat):
+        sides = [(model, variant) for model in args.models for variant in variants]
+        for round_number in range(1, args.repeat + 1):
             if args.nanogpt:
-                record(lambda: run_nanogpt(args.nanogpt, args.steps, extra, tmp))
-            for model in args.models:
-                for variant in variants:
-                    record(lambda: dict(run(model, args.steps, args.nproc, [*extra, *shlex.split(variant)], Path(tmp) / "run"), variant=variant))
+                record(lambda: run_nanogpt(args.nanogpt, args.steps, extra, tmp), round_number)
+            for model, variant in sides if round_number % 2 else reversed(sides):
+                record(lambda: dict(run(model, args.steps, args.nproc, [*extra, *shlex.split(variant)], Path(tmp) / "run"), variant=variant), round_number)
     if args.repeat > 1 or len(variants) > 1 or args.nanogpt:
         print(f"\n{summary(infos)}")
     if any("failed" in info for info in infos):
