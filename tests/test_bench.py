@@ -178,7 +178,8 @@ def test_bench_reports_a_failed_nanogpt_run_and_refuses_a_folder_that_is_not_a_c
         assert proc.returncode == 2 and proc.stderr.strip() == f"error: {message}"
 
 
-@pytest.mark.parametrize("flags, message", [(["--steps", "5"], "--steps must be at least 20 (the first 10 steps are warm-up)"), (["--repeat", "0"], "--repeat must be at least 1, not 0"), (["--nproc", "0"], "--nproc must be at least 1, not 0")])
+@pytest.mark.parametrize("flags, message", [(["--steps", "5"], "--steps must be at least 20 (the first 10 steps are warm-up)"), (["--repeat", "0"], "--repeat must be at least 1, not 0"), (["--nproc", "0"], "--nproc must be at least 1, not 0"),
+                                            (["--summarize", "a.json"], "--summarize runs nothing: leave out the configs and the trainer flags")])
 def test_bench_refuses_bad_flags(flags, message):
     proc = bench("d12", *flags)
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: {message}"

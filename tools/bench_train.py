@@ -288,7 +288,7 @@ def main():
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="*", default=list(MODEL_CONFIGS), help="named configs to measure (default: all)")
+    p.add_argument("models", nargs="*", help="named configs to measure (default: all)")
     p.add_argument("--steps", type=int, default=40, help="training steps per config (the summary leaves out the first 10)")
     p.add_argument("--nproc", type=int, default=1, help="processes (GPUs) per run")
     p.add_argument("--variant", action="append", default=None, help="trainer flags of one variant, after those after -- (repeat it to compare several; \"\" is none)")
@@ -298,8 +298,11 @@ def main():
     p.add_argument("--summarize", nargs="+", metavar="JSON", help="run nothing: print the summary of the runs in these --json files")
     args = p.parse_args(argv)
     if args.summarize:
+        if args.models or extra:
+            usage_error("--summarize runs nothing: leave out the configs and the trainer flags")
         print(summary(load_records(args.summarize)))
         return
+    args.models = args.models or list(MODEL_CONFIGS)
     unknown = [m for m in args.models if m not in MODEL_CONFIGS]
     if unknown:
         usage_error(f"unknown model {unknown[0]!r}; valid names: {', '.join(MODEL_CONFIGS)}")
