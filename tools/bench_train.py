@@ -44,7 +44,6 @@ to nanoGPT.
 import argparse
 import datetime
 import json
-import math
 import os
 import re
 import shlex
@@ -58,7 +57,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from compare_runs import t_975  # noqa: E402
+from compare_runs import interval  # noqa: E402
 from train_gpt2_mod import MODEL_CONFIGS, build_parser, gpu_peak_flops, usage_error  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -233,11 +232,11 @@ def paired_ratios(infos, first):
 
 def mean_with_interval(ratios):
     """The mean ratio, and its 95% t-interval where there are two rounds or more."""
-    mean = statistics.fmean(ratios)
-    if len(ratios) < 2:
+    stats = interval(ratios)
+    mean, half = stats["mean"], stats["half_width"]
+    if half is None:
         return f"{mean:.3f}x, 1 round"
-    half = t_975(len(ratios) - 1) * statistics.stdev(ratios) / math.sqrt(len(ratios))
-    return f"{mean:.3f}x ({mean - half:.3f}-{mean + half:.3f}), {len(ratios)} rounds"
+    return f"{mean:.3f}x ({mean - half:.3f}-{mean + half:.3f}), {stats['n']} rounds"
 
 
 def summary(infos):
