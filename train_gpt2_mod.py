@@ -1053,6 +1053,13 @@ def rope_pairs_adjacent(t, heads, head_dim, start=0):
     return torch.cat((torch.cat((h[:, :start], rotary), dim=1).flatten(0, 1), t[n:]))
 
 
+def rotate_back_epilogue_rope_(grad, cos, sin):
+    """The gradient through quack's RoPE epilogue: grad's rotary dims (adjacent pairs, as
+    rope_pairs_adjacent orders them; (B, T, H, D) with cos and sin (T, D / 2)) rotated back, in
+    place."""
+    quack_rotary(grad, cos, sin, interleaved=True, inplace=True, conjugate=True)
+
+
 def row_positions(B, T, device):
     """Each row's position in its sequence, for B sequences of T rows flattened into one matrix: the
     positions quack's RoPE epilogue rotates by (floats, as its tables are)."""
@@ -1102,7 +1109,7 @@ class QuackRopeQKV(torch.autograd.Function):
         B, T, _ = grad.shape
         grad = grad.contiguous()
         # in place: the gradient is the attention kernel's own fresh dqkv, which nothing else reads
-        quack_rotary(grad.view(B, T, 3 * ctx.heads, -1)[:, :, : 2 * ctx.heads], cos, sin, interleaved=True, inplace=True, conjugate=True)
+        rotate_back_epilogue_rope_(grad.view(B, T, 3 * ctx.heads, -1)[:, :, : 2 * ctx.heads], cos, sin)
         grad = grad.flatten(0, 1)
         dx = (grad @ weight).view(B, T, -1)
         db = grad.sum(0, dtype=ctx.param_dtype) if ctx.has_bias else None
@@ -1151,8 +1158,8 @@ class QuackRopeQueriesLatent(torch.autograd.Function):
         grad_q, grad_latent = grad_q.to(rows.dtype).contiguous(), grad_latent.to(rows.dtype).contiguous()
         # in place: the gradients are fresh outputs of the attention's and the latent's backward,
         # which nothing else reads; the rotary dims are the last of each query head and of the latent
-        quack_rotary(grad_q[..., -rope:], cos, sin, interleaved=True, inplace=True, conjugate=True)
-        quack_rotary(grad_latent.view(B, T, 1, -1)[..., -rope:], cos, sin, interleaved=True, inplace=True, conjugate=True)
+        rotate_back_epilogue_rope_(grad_q[..., -rope:], cos, sin)
+        rotate_back_epilogue_rope_(grad_latent.view(B, T, 1, -1)[..., -rope:], cos, sin)
         grad_q, grad_latent = grad_q.view(B * T, -1), grad_latent.view(B * T, -1)
         dx = torch.ops.train_gpt2_mod.sum_of_matmuls(grad_latent, w_latent, grad_q, w_q)
         return dx.view(B, T, -1), (grad_q.T @ rows).to(ctx.param_dtype), (grad_latent.T @ rows).to(ctx.param_dtype), None, None, None, None, None
