@@ -521,11 +521,26 @@ def flash_attn4_window(window):
     return (window - 1, 0) if window else (None, None)
 
 
+# FA4 picks its Hopper forward tile by head dim alone, sized for equal q/k and v dims. At MLA's 96/64
+# its 192x128 tile ran slower than 128x128 with P @ V from registers (tools/bench_fa4_tiles.py,
+# docs/PERFORMANCE.md). (q/k dim, v dim) -> _flash_attn_fwd's tile arguments, for full causal
+# attention on sm90; FA4 chooses for every other case.
+FLASH_ATTN4_SM90_FORWARD_TILES = {(96, 64): {"tile_mn": (128, 128), "mma_pv_is_rs": True, "intra_wg_overlap": True}}
+
+
+def flash_attn4_forward_tile(qk_dim, v_dim, window, capability):
+    """FLASH_ATTN4_SM90_FORWARD_TILES' entry for these head dims where it applies, else none."""
+    if window or capability[:1] != (9,):
+        return {}
+    return FLASH_ATTN4_SM90_FORWARD_TILES.get((qk_dim, v_dim), {})
+
+
 def flash_attn4_attend(q, k, v, window):
     """FlashAttention-4's forward on (B, T, H, D) q, k, v (strided views of one tensor will do):
     the output and the softmax's logsumexp (B, H, T), which the backward takes."""
     left, right = flash_attn4_window(window)
-    out, lse, *_ = flash_attn4._flash_attn_fwd(q, k, v, softmax_scale=q.size(-1) ** -0.5, causal=True, window_size_left=left, window_size_right=right, return_lse=True)
+    tile = flash_attn4_forward_tile(q.size(-1), v.size(-1), window, device_capability(q.device))
+    out, lse, *_ = flash_attn4._flash_attn_fwd(q, k, v, softmax_scale=q.size(-1) ** -0.5, causal=True, window_size_left=left, window_size_right=right, return_lse=True, **tile)
     return out, lse
 
 

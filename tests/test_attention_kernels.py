@@ -256,6 +256,31 @@ def test_the_packed_path_equals_the_split_path(window, reference_fast_kernels):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "qk_dim, v_dim, window, capability, tile",
+    [
+        (96, 64, 0, (9, 0), (128, 128)),  # MLA's head dims on Hopper: the table's tile
+        (96, 64, 8, (9, 0), None),  # a window: FA4's own
+        (64, 64, 0, (9, 0), None),  # d12's head dims: FA4's own
+        (96, 64, 0, (10, 0), None),  # Blackwell: FA4's own (the table is for sm90)
+    ],
+)
+def test_flash_attn4_gets_the_tables_forward_tile_only_where_it_was_measured(monkeypatch, qk_dim, v_dim, window, capability, tile):
+    """flash_attn4_attend hands FA4 FLASH_ATTN4_SM90_FORWARD_TILES' tile for full causal attention
+    at the table's head dims on sm90, and leaves FA4 to choose everywhere else."""
+    given = []
+
+    def recording_forward(q, k, v, **kwargs):
+        given.append(kwargs.get("tile_mn"))
+        return reference_fa4_forward(q, k, v, **{key: kwargs[key] for key in ("softmax_scale", "causal", "window_size_left", "window_size_right", "return_lse")})
+
+    monkeypatch.setattr(m, "flash_attn4", type("RecordingFA4", (), {"_flash_attn_fwd": staticmethod(recording_forward)}))
+    monkeypatch.setattr(m, "device_capability", lambda device: capability)
+    q, k = torch.randn(2, 1, 8, 2, qk_dim).unbind(0)
+    m.flash_attn4_attend(q, k, torch.randn(1, 8, 2, v_dim), window)
+    assert given == [tile]
+
+
 def test_flash_attn4_custom_ops_trace_with_their_fakes(reference_fast_kernels):
     """Both custom-op pairs in one graph under torch.compile (their fakes give the shapes, their
     autograd the gradients), equal to the ops run eagerly and to SDPA."""
