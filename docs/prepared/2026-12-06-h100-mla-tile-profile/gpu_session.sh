@@ -33,7 +33,6 @@ case "${1:-}" in
      echo "pytest exit status $?" >> "$RESULTS/tests_gpu.txt")
     grep -E "^(PASSED|FAILED|ERROR)|passed|failed|exit status" "$RESULTS/tests_gpu.txt" | tail -12
     echo "tests ended at $(elapsed) s"
-    bench . fill_mla 25 d12_flash_mla
     pack 2 ;;
 3)  kernels_path
     rm -rf /tmp/base && cp -r . /tmp/base && patch -s -R -d /tmp/base -p1 < $HERE/tile.diff || exit 1
