@@ -20,8 +20,9 @@ case "${1:-}" in
 1)  stage_kernels
     card_at_rest ;;
 2)  install_kernels || exit 1
+    rm -rf /tmp/base && cp -r . /tmp/base && patch -s -R -d /tmp/base -p1 < $HERE/tile.diff || exit 1
     T=tests/test_hopper_kernels.py
-    (timeout -s INT 300 python3 -m pytest -q -m gpu -rA -p no:warnings --durations 0 \
+    (timeout -s INT 240 python3 -m pytest -q -m gpu -rA -p no:warnings --durations 0 \
         "$T::test_flash_attn4_matches_fp32_attention[96-64-0]" \
         "$T::test_mlas_rope_in_quacks_projections_matches_pytorchs_projections[False]" \
         "$T::test_rope_in_quacks_projection_matches_pytorchs_projection[0-False]" \
@@ -34,10 +35,9 @@ case "${1:-}" in
     grep -E "^(PASSED|FAILED|ERROR)|passed|failed|exit status" "$RESULTS/tests_gpu.txt" | tail -12
     echo "tests ended at $(elapsed) s"
     profile . mla_tile d12_flash_mla
+    profile /tmp/base mla_base d12_flash_mla
     pack 2 ;;
 3)  kernels_path
-    rm -rf /tmp/base && cp -r . /tmp/base && patch -s -R -d /tmp/base -p1 < $HERE/tile.diff || exit 1
-    profile /tmp/base mla_base d12_flash_mla
     bench . fill_d12 25 d12
     pairs pairs_3 5
     pack 3 ;;
