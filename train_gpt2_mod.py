@@ -522,9 +522,9 @@ def flash_attn4_window(window):
 
 
 # FA4 picks its Hopper forward tile by head dim alone, sized for equal q/k and v dims. At MLA's 96/64
-# its 192x128 tile ran slower than 128x128 with P @ V from registers (tools/bench_fa4_tiles.py,
-# docs/PERFORMANCE.md). (q/k dim, v dim) -> _flash_attn_fwd's tile arguments, for full causal
-# attention on sm90; FA4 chooses for every other case.
+# its 192x128 tile ran slower than 128x128 with P @ V from registers, alone (tools/bench_fa4_tiles.py)
+# and in whole-step profiles (docs/PERFORMANCE.md). (q/k dim, v dim) -> _flash_attn_fwd's tile
+# arguments, for full causal attention on sm90; FA4 chooses for every other case.
 FLASH_ATTN4_SM90_FORWARD_TILES = {(96, 64): {"tile_mn": (128, 128), "mma_pv_is_rs": True, "intra_wg_overlap": True}}
 
 
