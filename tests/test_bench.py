@@ -231,3 +231,22 @@ def test_profile_counts_the_hosts_time_in_kernel_launches():
     text = launch_calls(calls, steps=2)
     assert text.startswith("host, per step under the profiler: 0.53 ms in 2 kernel launch calls, 0.52 ms of it in 0.5 calls longer than")
     assert launch_calls([("aten::mm", 10.0)], steps=1) == "host: the profiler recorded no kernel launch calls"
+
+
+@pytest.mark.parametrize("trainers_table", [False, True])
+def test_fa4_tile_rows_set_the_trainers_table_aside_unless_asked(monkeypatch, trainers_table):
+    """bench_fa4_tiles' rows time FA4's own choice or a candidate only with the trainer's forward
+    tile table set aside (the trainer hands FA4 that tile, and FA4 then asks no chooser); the row
+    of the table keeps it. The table comes back after the row either way."""
+    import bench_fa4_tiles
+
+    m = bench_fa4_tiles.m
+    table = {(96, 64): {"tile_mn": (128, 128)}}
+    cache = {"a kernel": None}
+    fa4 = type("FA4", (), {"_tile_size_fwd_sm90": staticmethod(lambda *a: "FA4's own"), "_flash_attn_fwd": type("Fwd", (), {"compile_cache": cache})})
+    monkeypatch.setattr(m, "flash_attn4", fa4)
+    monkeypatch.setattr(m, "FLASH_ATTN4_SM90_FORWARD_TILES", table)
+    with bench_fa4_tiles.TileOverride("forward", "a candidate", trainers_table=trainers_table):
+        assert m.FLASH_ATTN4_SM90_FORWARD_TILES == (table if trainers_table else {})
+        assert fa4._tile_size_fwd_sm90() == "a candidate" and cache == {}
+    assert m.FLASH_ATTN4_SM90_FORWARD_TILES is table and fa4._tile_size_fwd_sm90() == "FA4's own"

@@ -1,10 +1,13 @@
 """
-FlashAttention-4's SM90 tile configurations at the trainer's attention shapes: FA4's own choice and
-the candidates this file lists, forward and backward timed apart, on the layouts the trainer hands
-FA4 (MLA's keys and values as views of one packed tensor, their gradients written into one). FA4
-picks its Hopper tiles by head dim alone; this shows whether another tile runs MLA's 96/64 faster.
-Median of CUDA-event timings after warm-up, bf16, causal. Needs a Hopper GPU and flash-attn-4. A
-candidate that cannot be built says why.
+FlashAttention-4's SM90 tile configurations at the trainer's attention shapes: FA4's own choice, the
+candidates this file lists and the trainer's FLASH_ATTN4_SM90_FORWARD_TILES, forward and backward
+timed apart, on the layouts the trainer hands FA4 (MLA's keys and values as views of one packed
+tensor, their gradients written into one). FA4 picks its Hopper tiles by head dim alone; this shows
+whether another tile runs MLA's 96/64 faster. Median of CUDA-event timings after warm-up, bf16,
+causal. Each call is timed from an idle GPU, so the figures include the host's launch of FA4, which
+CUDA graphs take out of a training step: compare rows with each other, and take a step's kernel
+times from tools/profile_train.py. Needs a Hopper GPU and flash-attn-4. A candidate that cannot be
+built says why.
 
     python tools/bench_fa4_tiles.py                       # B=32, T=1024, 12 heads
     python tools/bench_fa4_tiles.py --json tiles.json
@@ -69,23 +72,28 @@ TILE_CHOOSERS = {"forward": ("_tile_size_fwd_sm90", "_flash_attn_fwd"), "backwar
 class TileOverride:
     """FA4's SM90 tile choice for one pass replaced by config while in the with block (None keeps
     FA4's own), and that pass's compiled kernels dropped on entry and exit: its compile key leaves
-    out some of the config's fields (num_stages_PdS), so a cached kernel could be another tile's."""
+    out some of the config's fields (num_stages_PdS), so a cached kernel could be another tile's.
+    The trainer's FLASH_ATTN4_SM90_FORWARD_TILES is set aside in the block unless trainers_table
+    says to keep it: the trainer hands FA4 that table's tile, and FA4 then consults no chooser."""
 
-    def __init__(self, kind, config=None):
+    def __init__(self, kind, config=None, trainers_table=False):
         self.name, self.compiled = TILE_CHOOSERS[kind]
-        self.config = config
+        self.config, self.trainers_table = config, trainers_table
 
     def clear(self):
         getattr(m.flash_attn4, self.compiled).compile_cache.clear()
 
     def __enter__(self):
-        self.original = getattr(m.flash_attn4, self.name)
+        self.original, self.table = getattr(m.flash_attn4, self.name), m.FLASH_ATTN4_SM90_FORWARD_TILES
         if self.config is not None:
             setattr(m.flash_attn4, self.name, lambda *args, **kwargs: self.config)
+        if not self.trainers_table:
+            m.FLASH_ATTN4_SM90_FORWARD_TILES = {}
         self.clear()
 
     def __exit__(self, *exc):
         setattr(m.flash_attn4, self.name, self.original)
+        m.FLASH_ATTN4_SM90_FORWARD_TILES = self.table
         self.clear()
 
 
@@ -144,6 +152,7 @@ def main():
     for label, fields in FORWARD_CANDIDATES.items():
         config = m.flash_attn4.FwdConfig(*fields)
         run_candidate(f"96/64 forward {label}", TileOverride("forward", config), mla, args.reps, rows)
+    run_candidate("96/64 forward, the trainer's FLASH_ATTN4_SM90_FORWARD_TILES", TileOverride("forward", trainers_table=True), mla, args.reps, rows)
     run_candidate("96/64 (MLA), FA4's own, again", TileOverride("backward"), mla, args.reps, rows)  # the drift over the run
     if args.json:
         Path(args.json).write_text(json.dumps({"device": torch.cuda.get_device_name(), "shape": [B, T, H], "rows": rows}, indent=1))
