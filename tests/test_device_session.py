@@ -20,3 +20,10 @@ def test_the_call_budget_holds_however_limit_is_given(script, budget):
     out = subprocess.run(["bash", "-c", "set -u; " + script], cwd=REPO_DIR, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert budget - 2 <= int(out.stdout) <= budget
+
+
+def test_pairs_starts_no_round_it_has_no_time_for():
+    script = "LIMIT=100; FLAGS=''; . tools/device_session.sh; pairs pairs_x 25 5 d12 d12_flash_mla"
+    out = subprocess.run(["bash", "-c", "set -u; " + script], cwd=REPO_DIR, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("pairs_x: skipped at ")

@@ -7,6 +7,7 @@
 #
 #     FLAGS="--batch_size 32 --sequence_length 1024 --compile 1"; . tools/device_session.sh
 #     install_kernels; bench . before_1 25 d12 --nanogpt .anchors/nanoGPT; pack 2
+#     pairs pairs_3 25 5 d12 d12_flash_mla; pack 3
 
 export PYTHONUNBUFFERED=1
 # this call's budget in seconds, under the device's 600; copied, because bash drops an assignment
@@ -54,6 +55,13 @@ inductor_log() {  # inductor_log DIR NAME LOGS: Inductor's TORCH_LOGS (output_co
         python3 train_gpt2_mod.py --model d12 --num_iterations 2 --warmup_iters 0 --input_val_bin "" \
         --output_dir /tmp/oc --overwrite 1 $FLAGS > "$RESULTS/${3}_$2.txt" 2>&1)
     gzip -9 "$RESULTS/${3}_$2.txt"; echo "$3 log of $2 ended at $(elapsed) s"
+}
+
+pairs() {  # pairs NAME STEPS ROUNDS A B: configs A and B in paired rounds, every second one reversed (tools/bench_train.py --repeat), until the call's budget ends
+    local budget=$(( $(left) - 5 ))
+    if [ "$budget" -lt 120 ]; then echo "$1: skipped at $(elapsed) s"; return; fi
+    (timeout "$budget" python3 tools/bench_train.py "$4" "$5" --steps "$2" --repeat "$3" --json "$RESULTS/$1.json" -- $FLAGS | grep -E '^\| ')
+    echo "$1 ended at $(elapsed) s"
 }
 
 pack() { tar -czf "$OUT/results_$1.tgz" -C "$RESULTS" . ; }  # one file back, whatever the count of runs
