@@ -14,8 +14,6 @@ case "${1:-}" in
 1)  stage_kernels
     card_at_rest ;;
 2)  install_kernels || exit 1
-    bench . fill_mla 25 d12_flash_mla
-    bench . fill_d12 25 d12
     pairs pairs_2 25 5 d12 d12_flash_mla
     pack 2 ;;
 3)  kernels_path
