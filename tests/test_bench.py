@@ -250,3 +250,29 @@ def test_fa4_tile_rows_set_the_trainers_table_aside_unless_asked(monkeypatch, tr
         assert m.FLASH_ATTN4_SM90_FORWARD_TILES == (table if trainers_table else {})
         assert fa4._tile_size_fwd_sm90() == "a candidate" and cache == {}
     assert m.FLASH_ATTN4_SM90_FORWARD_TILES is table and fa4._tile_size_fwd_sm90() == "FA4's own"
+
+
+def test_interleaved_bench_alternates_the_configs_and_pairs_them_by_round(tmp_path):
+    out = tmp_path / "blocks.json"
+    proc = tool("bench_interleaved.py", "d12", "d12_post_norm", "--rounds", "3", "--steps", "2", "--warmup", "1", "--json", str(out), "--", *TINY_MODEL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split(" | ")[:2] for line in proc.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert rows == [["| 1", "d12"], ["| 1", "d12_post_norm"], ["| 2", "d12_post_norm"], ["| 2", "d12"], ["| 3", "d12"], ["| 3", "d12_post_norm"]]
+    assert "| d12_post_norm | 3 |" in proc.stdout and "3 rounds |" in proc.stdout
+    again = bench("--summarize", str(out))  # the records are bench_train's
+    assert again.returncode == 0 and "3 rounds |" in again.stdout, again.stderr
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["d12", "d13"], "unknown model 'd13'"),
+        (["d12", "d12"], "name at least two different configs to compare"),
+        (["d12", "d12_post_norm", "--rounds", "0"], "--rounds, --steps and --warmup must be at least 1, --settle at least 0"),
+        (["d12", "d12_post_norm", "--", "--batch_size", "0"], "--batch_size"),
+    ],
+)
+def test_interleaved_bench_refuses_bad_flags_before_building_a_model(flags, message):
+    proc = tool("bench_interleaved.py", *flags)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "first step" not in proc.stdout

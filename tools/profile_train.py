@@ -19,14 +19,11 @@ import collections
 import re
 import statistics
 import sys
-import time
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import train_gpt2_mod as m  # noqa: E402
+from trainer_steps import TrainerSteps, m
 
 # first match wins; inductor's own matmul templates are named triton_tem_*
 KERNEL_KINDS = [
@@ -119,61 +116,35 @@ def main():
     args = p.parse_args(argv)
     if args.warmup < 0 or args.timed < 1 or args.steps < 1:
         m.usage_error("--warmup must not be negative; --timed and --steps must be at least 1")
-    targs = m.build_parser().parse_args(trainer_argv)
-    B, T = targs.batch_size, targs.sequence_length
-    try:
-        m.check_args(targs)
-        config = m.build_config(targs)
-        grad_accum = m.grad_accumulation_steps(targs, 1)
-        loader = m.DistributedTokenLoader(m.find_shards(targs.input_bin, "--input_bin"), B, T, 0, 1)
-    except m.UsageError as e:
-        m.usage_error(e)
+    steps = TrainerSteps(trainer_argv)
     if not torch.cuda.is_available():
         sys.exit("error: this profiles GPU kernels; it needs a CUDA GPU")
-    ctx = m.setup_context(targs)
-    raw_model, optimizer = m.build_model(targs, ctx, config)  # the trainer's own, seeded, with its kernels
-    model = m.compile_model(raw_model, targs.recompute, targs.cuda_graphs) if targs.compile else raw_model
-    print(m.describe_kernels(raw_model))
-
-    def run_steps(n, host=None):
-        """n training steps, each step's loss read after the next one is launched, as the trainer
-        does; returns the mean ms per step. host, a list, gets each step's (launch, wait) in ms."""
-        torch.cuda.synchronize()
-        t0, previous = time.perf_counter(), None
-        for _ in range(n):
-            launched = time.perf_counter()
-            loss, _ = m.train_step(model, raw_model, optimizer, loader, grad_accum, targs.grad_clip, ctx)
-            queued = time.perf_counter()
-            if previous is not None:
-                previous.tolist()
-                if host is not None:
-                    host.append(((queued - launched) * 1e3, (time.perf_counter() - queued) * 1e3))
-            previous = m.HostCopy(loss)
-        previous.tolist()
-        return (time.perf_counter() - t0) * 1e3 / n
+    steps.build()
+    targs, ctx, model = steps.args, steps.ctx, steps.model
+    print(m.describe_kernels(steps.raw_model))
 
     if args.warmup:  # the first step holds torch.compile and the CuTe kernels' JIT
-        print(f"first step: {run_steps(1) / 1e3:.1f} s")
+        print(f"first step: {steps.run(1) / 1e3:.1f} s")
         if args.warmup > 1:
-            run_steps(args.warmup - 1)
+            steps.run(args.warmup - 1)
     # memory: what the forward pass keeps for backward, and the step's peak
     at_rest = torch.cuda.memory_allocated()
-    x, y = (t.to(ctx.device) for t in loader.next_batch())
+    x, y = (t.to(ctx.device) for t in steps.loader.next_batch())
     with ctx.autocast:
         _, loss = model(x, y, return_logits=False)
     held = torch.cuda.memory_allocated() - at_rest
     loss.backward()
-    optimizer.zero_grad(set_to_none=True)
+    steps.optimizer.zero_grad(set_to_none=True)
     torch.cuda.reset_peak_memory_stats()
     host = []
-    step_ms = run_steps(args.timed, host)
-    tokens = B * T * grad_accum
-    print(f"{targs.model}, {torch.cuda.get_device_name()}, batch {B}x{T}x{grad_accum}: {step_ms:.1f} ms/step (mean of {args.timed}), {tokens / step_ms * 1e3:,.0f} tok/s")
+    step_ms = steps.run(args.timed, host)
+    batch = f"{targs.batch_size}x{targs.sequence_length}x{steps.grad_accum}"
+    print(f"{targs.model}, {torch.cuda.get_device_name()}, batch {batch}: {step_ms:.1f} ms/step (mean of {args.timed}), {steps.tokens_per_step / step_ms * 1e3:,.0f} tok/s")
     print(host_lead(host))
     print(f"memory: {at_rest / 2**30:.2f} GiB between steps (weights, optimizer state), {held / 2**30:.2f} GiB kept by the forward pass for backward, peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        wall_ms = run_steps(args.steps)
+        wall_ms = steps.run(args.steps)
     # GPU-side events, less the user annotations (such as the optimizer's), which span kernels
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA and not getattr(e, "is_user_annotation", False)]
     per_name = collections.defaultdict(lambda: [0.0, 0])
