@@ -2,11 +2,14 @@
 Named configs' training steps in one process, timed in alternating blocks. Each config is built as
 the trainer builds it (its model, kernels, torch.compile, optimizer and train_step) and warmed up;
 then each round times a block of --steps steps of every config, every second round in reverse
-order, after --settle untimed steps (the first after a switch between configs). Blocks seconds
-apart share the GPU's clock and temperature, which runs in separate processes (bench_train.py) do
-not, and a round costs seconds where a process costs a startup and a compile. The summary gives each
-config's tokens/s over the first's, paired by round: the mean and its 95% interval. Flags after --
-go to every config.
+order, after --settle untimed steps (the first after a switch between configs). Each step is timed
+as the trainer times it, and a block gives their median, as the trainer's summary does. Blocks
+seconds apart share the GPU's clock and temperature, which runs in separate processes
+(bench_train.py) do not, and a round costs seconds where a process costs a startup and a compile.
+The summary gives each config's tokens/s over the first's, paired by round: the mean and its 95%
+interval. Two models in one process are not the trainer's run: check a config's speed here against
+its bench_train.py runs on the same machine (README, "Comparing speed"). Flags after -- go to
+every config.
 
     python tools/bench_interleaved.py d12 d12_flash_mla --rounds 10 -- --batch_size 32 --sequence_length 1024 --compile 1 --cuda_graphs 1
     python tools/bench_train.py --summarize interleaved.json
@@ -15,6 +18,7 @@ go to every config.
 import argparse
 import datetime
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -25,10 +29,11 @@ from trainer_steps import TrainerSteps, m
 
 
 def measure(steps, name, n, settle, round_number):
-    """One block: settle untimed steps, then n timed; a run record as bench_train.py writes one."""
+    """One block: settle untimed steps, then n timed, each as the trainer times a step, and their
+    median as the trainer's summary takes it; a run record as bench_train.py writes one."""
     if settle:
         steps.run(settle)
-    ms = steps.run(n)
+    ms = statistics.median(steps.run(n))
     return {"model": name, "device": device_name(steps), "round": round_number, "summary": {"median_step_ms": ms, "tokens_per_s": steps.tokens_per_step / ms * 1e3}}
 
 
@@ -43,7 +48,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", help="named configs to compare (the first is the baseline)")
     p.add_argument("--rounds", type=int, default=10, help="rounds, each a block of every config")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per block (mean ms per step)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per block (their median ms per step)")
     p.add_argument("--settle", type=int, default=2, help="untimed steps at the start of each block")
     p.add_argument("--warmup", type=int, default=10, help="steps of each config before the first round (compilation, JIT, allocator)")
     p.add_argument("--json", help="also write the blocks' records to this file (bench_train.py --summarize reads it)")
@@ -56,10 +61,10 @@ def main():
     if args.rounds < 1 or args.steps < 1 or args.settle < 0 or args.warmup < 1:
         m.usage_error("--rounds, --steps and --warmup must be at least 1, --settle at least 0")
     configs = {name: TrainerSteps([*extra, "--model", name]) for name in args.models}  # every flag checked before any compile
-    print(f"measured {datetime.date.today()}: {args.rounds} rounds of {args.steps} steps per config, after {args.settle} untimed; mean ms per step\n")
+    print(f"measured {datetime.date.today()}: {args.rounds} rounds of {args.steps} steps per config, after {args.settle} untimed; median ms per step\n")
     for name, steps in configs.items():
         steps.build()
-        first = steps.run(1)
+        first = steps.run(1)[0]
         if args.warmup > 1:
             steps.run(args.warmup - 1)
         print(f"{name}, first step {first / 1e3:.1f} s:\n{m.describe_kernels(steps.raw_model)}", flush=True)

@@ -124,7 +124,7 @@ def main():
     print(m.describe_kernels(steps.raw_model))
 
     if args.warmup:  # the first step holds torch.compile and the CuTe kernels' JIT
-        print(f"first step: {steps.run(1) / 1e3:.1f} s")
+        print(f"first step: {steps.run(1)[0] / 1e3:.1f} s")
         if args.warmup > 1:
             steps.run(args.warmup - 1)
     # memory: what the forward pass keeps for backward, and the step's peak
@@ -137,14 +137,14 @@ def main():
     steps.optimizer.zero_grad(set_to_none=True)
     torch.cuda.reset_peak_memory_stats()
     host = []
-    step_ms = steps.run(args.timed, host)
+    step_ms = statistics.mean(steps.run(args.timed, host))
     batch = f"{targs.batch_size}x{targs.sequence_length}x{steps.grad_accum}"
     print(f"{targs.model}, {torch.cuda.get_device_name()}, batch {batch}: {step_ms:.1f} ms/step (mean of {args.timed}), {steps.tokens_per_step / step_ms * 1e3:,.0f} tok/s")
     print(host_lead(host))
     print(f"memory: {at_rest / 2**30:.2f} GiB between steps (weights, optimizer state), {held / 2**30:.2f} GiB kept by the forward pass for backward, peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        wall_ms = steps.run(args.steps)
+        span_ms = statistics.mean(steps.run(args.steps))
     # GPU-side events, less the user annotations (such as the optimizer's), which span kernels
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA and not getattr(e, "is_user_annotation", False)]
     per_name = collections.defaultdict(lambda: [0.0, 0])
@@ -155,7 +155,7 @@ def main():
     for name, (ms, _) in per_name.items():
         per_kind[kind_of(name)] += ms
     busy = sum(per_kind.values())
-    print(f"\nprofiled {args.steps} steps: {wall_ms:.1f} ms/step wall (profiler on), GPU busy {busy:.1f} ms, idle {wall_ms - busy:.1f} ms ({100 * (1 - busy / wall_ms):.1f}%); "
+    print(f"\nprofiled {args.steps} steps: {span_ms:.1f} ms/step (profiler on), GPU busy {busy:.1f} ms, idle {span_ms - busy:.1f} ms ({100 * (1 - busy / span_ms):.1f}%); "
           f"without the profiler the step took {step_ms:.1f} ms, so the GPU idles about {step_ms - busy:.1f} ms of it\n")
     print("| kernel kind | ms/step | share of busy |\n| --- | --- | --- |")
     for kind, ms in sorted(per_kind.items(), key=lambda kv: -kv[1]):

@@ -38,10 +38,18 @@ class TrainerSteps:
 
     def run(self, n, host=None):
         """n training steps, each step's loss read after the next one is launched, as the trainer
-        does; returns the mean ms per step. host, a list, gets each step's (launch, wait) in ms."""
-        synchronize = torch.cuda.synchronize if self.ctx.device.type == "cuda" else (lambda: None)
-        synchronize()
-        t0, previous = time.perf_counter(), None
+        does. Returns each step's ms as the trainer times it: on a GPU from the end of the step
+        before (the first from just before its launch) to its end, on the GPU's clock; on a CPU on
+        the host's. host, a list, gets each step's (launch, wait) in ms."""
+        on_cuda = self.ctx.device.type == "cuda"
+        marks = []  # where each step ended, after where the first could start
+        if on_cuda:
+            torch.cuda.synchronize()
+            marks.append(torch.cuda.Event(enable_timing=True))
+            marks[0].record()
+        else:
+            marks.append(time.perf_counter())
+        previous = None
         for _ in range(n):
             launched = time.perf_counter()
             loss, _ = m.train_step(self.model, self.raw_model, self.optimizer, self.loader, self.grad_accum, self.args.grad_clip, self.ctx)
@@ -51,5 +59,8 @@ class TrainerSteps:
                 if host is not None:
                     host.append(((queued - launched) * 1e3, (time.perf_counter() - queued) * 1e3))
             previous = m.HostCopy(loss)
+            marks.append(previous.ready if on_cuda else queued)
         previous.tolist()
-        return (time.perf_counter() - t0) * 1e3 / n
+        if on_cuda:
+            return [start.elapsed_time(end) for start, end in zip(marks, marks[1:])]
+        return [(end - start) * 1e3 for start, end in zip(marks, marks[1:])]
