@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from bench_train import summary
-from trainer_steps import TrainerSteps, m
+from trainer_steps import TrainerSteps, m, split_at_dashes
 
 
 def measure(steps, name, n, settle, round_number):
@@ -42,9 +42,7 @@ def device_name(steps):
 
 
 def main():
-    argv = sys.argv[1:]
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, extra = split_at_dashes(sys.argv[1:])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", help="named configs to compare (the first is the baseline)")
     p.add_argument("--rounds", type=int, default=10, help="rounds, each a block of every config")

@@ -59,6 +59,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from compare_runs import interval  # noqa: E402
 from train_gpt2_mod import MODEL_CONFIGS, build_parser, gpu_peak_flops, usage_error  # noqa: E402
+from trainer_steps import split_at_dashes  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -283,9 +284,7 @@ def load_records(paths):
 
 
 def main():
-    argv = sys.argv[1:]
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, extra = split_at_dashes(sys.argv[1:])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="*", help="named configs to measure (default: all)")
     p.add_argument("--steps", type=int, default=40, help="training steps per config (the summary leaves out the first 10)")

@@ -23,7 +23,7 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from trainer_steps import TrainerSteps, m
+from trainer_steps import TrainerSteps, m, split_at_dashes
 
 # first match wins; inductor's own matmul templates are named triton_tem_*
 KERNEL_KINDS = [
@@ -104,9 +104,7 @@ def launch_calls(calls, steps):
 
 
 def main():
-    argv = sys.argv[1:]
-    trainer_argv = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, trainer_argv = split_at_dashes(sys.argv[1:])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--warmup", type=int, default=15, help="steps before timing (compilation, allocator)")
     p.add_argument("--timed", type=int, default=20, help="steps timed without the profiler")

@@ -1,5 +1,6 @@
 """The trainer's own training step, built in this process from the trainer's flags, and timed:
-shared by profile_train.py and bench_interleaved.py."""
+shared by profile_train.py and bench_interleaved.py; and the split of a tool's command line into
+its flags and the trainer's, which bench_train.py shares too."""
 
 import sys
 import time
@@ -9,6 +10,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import train_gpt2_mod as m  # noqa: E402
+
+
+def split_at_dashes(argv):
+    """A tool's command line split at its first --: the tool's own flags, then the trainer's."""
+    if "--" not in argv:
+        return argv, []
+    return argv[: argv.index("--")], argv[argv.index("--") + 1 :]
 
 
 class TrainerSteps:
