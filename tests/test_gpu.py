@@ -1,6 +1,7 @@
 """Tests that need a CUDA GPU (marker `gpu`; skipped without one). Run them on the GPU machine."""
 
 import dataclasses
+import json
 import subprocess
 import sys
 import time
@@ -221,6 +222,19 @@ def test_a_step_slow_to_launch_is_timed_as_slow(tmp_path, monkeypatch):
     step_ms = {r["step"]: r["step_ms"] for r in read_metrics(tmp_path) if "step_ms" in r}
     assert step_ms[2] > 450, step_ms
     assert max(step_ms[s] for s in (3, 4, 5)) < 250, step_ms
+
+
+def test_interleaved_bench_times_two_compiled_models_in_one_process(tmp_path):
+    """tools/bench_interleaved.py on CUDA: two configs compiled and replayed as CUDA graphs in one
+    process, each block's median step on the GPU's clock, and the paired summary."""
+    out = tmp_path / "blocks.json"
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "bench_interleaved.py"), "d12", "d12_flash_mla", "--rounds", "2", "--steps", "3", "--warmup", "3", "--json", str(out),
+                           "--", *TINY, "--compile", "1", "--cuda_graphs", "1"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = json.loads(out.read_text())
+    assert [r["model"] for r in records] == ["d12", "d12_flash_mla", "d12_flash_mla", "d12"]
+    assert all(r["summary"]["median_step_ms"] > 0 for r in records)
+    assert "2 rounds |" in proc.stdout
 
 
 def test_profile_reports_the_host_and_the_gaps():

@@ -11,7 +11,7 @@ interval. Two models in one process are not the trainer's run: check a config's 
 its bench_train.py runs on the same machine (README, "Comparing speed"). Flags after -- go to
 every config.
 
-    python tools/bench_interleaved.py d12 d12_flash_mla --rounds 10 -- --batch_size 32 --sequence_length 1024 --compile 1 --cuda_graphs 1
+    python tools/bench_interleaved.py d12 d12_flash_mla --rounds 10 --json interleaved.json -- --batch_size 32 --sequence_length 1024 --compile 1 --cuda_graphs 1
     python tools/bench_train.py --summarize interleaved.json
 """
 

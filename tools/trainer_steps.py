@@ -42,7 +42,6 @@ class TrainerSteps:
             m.usage_error(e)
         self.raw_model, self.optimizer = m.build_model(self.args, self.ctx, self.config)  # seeded, with its kernels
         self.model = m.compile_model(self.raw_model, self.args.recompute, self.args.cuda_graphs) if self.args.compile else self.raw_model
-        return self
 
     def run(self, n, host=None):
         """n training steps, each step's loss read after the next one is launched, as the trainer
