@@ -1928,6 +1928,11 @@ GPU_PEAK_BF16_FLOPS = (
 )
 
 
+def device_name(device):
+    """What run.json and the benchmarks call the device: the GPU's name, or cpu."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
 def gpu_peak_flops(device_name):
     for key, peak in GPU_PEAK_BF16_FLOPS:
         if key in device_name:
@@ -2356,7 +2361,7 @@ class TrainingRun:
         self.grad_accum = grad_accumulation_steps(args, ctx.world_size)
         self.tokens_per_step = args.batch_size * args.sequence_length * ctx.world_size * self.grad_accum
         self.flops_per_step = model.flops_per_token(args.sequence_length) * self.tokens_per_step
-        self.device_name = torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else "cpu"
+        self.device_name = device_name(ctx.device)
         self.peak_flops = gpu_peak_flops(self.device_name) if ctx.device.type == "cuda" and ctx.dtype == torch.bfloat16 else None
         self.encoding = gpt2_encoding() if (ctx.master and args.sample_every > 0) or hellaswag else None
         self.start_step, self.start_tokens, self.train_time, self.step_times = start_step, start_tokens, train_time, []

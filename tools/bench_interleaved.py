@@ -22,8 +22,6 @@ import statistics
 import sys
 from pathlib import Path
 
-import torch
-
 from bench_train import summary
 from trainer_steps import TrainerSteps, m, split_at_dashes
 
@@ -34,11 +32,7 @@ def measure(steps, name, n, settle, round_number):
     if settle:
         steps.run(settle)
     ms = statistics.median(steps.run(n))
-    return {"model": name, "device": device_name(steps), "round": round_number, "summary": {"median_step_ms": ms, "tokens_per_s": steps.tokens_per_step / ms * 1e3}}
-
-
-def device_name(steps):
-    return torch.cuda.get_device_name(steps.ctx.device) if steps.ctx.device.type == "cuda" else "cpu"
+    return {"model": name, "device": m.device_name(steps.ctx.device), "round": round_number, "summary": {"median_step_ms": ms, "tokens_per_s": steps.tokens_per_step / ms * 1e3}}
 
 
 def main():
