@@ -365,9 +365,16 @@ def test_rope_in_the_projection_equals_rope_after_it(bias, compiled, reference_q
     assert_projections_agree(attn, compiled)
 
 
+def reference_gemm(a, b, out_dtype=None, split_k=1):
+    """quack's plain GEMM, in fp32."""
+    return (a.float() @ b.float()).to(out_dtype or a.dtype)
+
+
 @pytest.fixture
 def reference_quack_rope(monkeypatch):
-    """quack's RoPE epilogue GEMMs, frequency table and in-place rotation stood in by references."""
+    """quack's GEMMs (with RoPE in the epilogue and plain), frequency table and in-place rotation
+    stood in by references."""
+    monkeypatch.setattr(m, "quack_gemm", reference_gemm)
     monkeypatch.setattr(m, "quack_rope_turns", reference_rope_turns)
     monkeypatch.setattr(m, "quack_gemm_rope", reference_gemm_rope)
     monkeypatch.setattr(m, "quack_gemm_rope_bias", reference_gemm_rope)
