@@ -395,6 +395,21 @@ def test_mlas_rope_in_the_projections_equals_rope_after_them(fa4, compiled, refe
     assert_projections_agree(attn, compiled)
 
 
+@pytest.mark.parametrize("on_quack", [(), ("forward",), ("input gradient", "weight gradient")])
+def test_mlas_key_slots_on_quack_or_cublas_give_the_same_layer(on_quack, monkeypatch, reference_quack_rope):
+    """QuackLinear runs each of the key slots' three GEMMs on quack or on PyTorch's matmul, as
+    QUACK_KEY_SLOT_GEMMS says; any mix gives the layer's output and gradients of F.linear. quack's
+    GEMM is stood in by a reference that counts its calls."""
+    calls = []
+    monkeypatch.setattr(m, "quack_gemm", lambda *a, **k: calls.append(1) or reference_gemm(*a, **k))
+    monkeypatch.setattr(m, "QUACK_KEY_SLOT_GEMMS", on_quack)
+    config = dataclasses.replace(m.MODEL_CONFIGS["d12_flash_mla"], n_head=2, n_embd=64, block_size=32, kv_lora_rank=24, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=12)
+    torch.manual_seed(0)
+    attn = m.MultiHeadLatentAttention(config)
+    assert_projections_agree(attn, compiled=False)
+    assert len(calls) == len(on_quack)
+
+
 def test_qk_norm_layers_project_with_pytorch(monkeypatch):
     """RoPE in the projection cannot follow QK-norm, which comes between the two; MLA's query latent
     keeps its projections PyTorch's too."""
