@@ -9,6 +9,7 @@ the GPU's work, as under CUDA graphs in a training step. bf16 operands, bf16 out
 
     python tools/bench_mla_gemms.py                       # d12_flash_mla, B=32, T=1024
     python tools/bench_mla_gemms.py --json gemms.json
+    python tools/bench_mla_gemms.py --match "key slots"   # only those three
 """
 
 import argparse
@@ -105,6 +106,7 @@ def main():
     p.add_argument("--tokens", type=int, default=32 * 1024, help="rows: batch size times sequence length")
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--calls", type=int, default=20, help="back-to-back calls in each timed batch")
+    p.add_argument("--match", default="", help="only the GEMMs whose name contains this")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args()
     config = m.MODEL_CONFIGS.get(args.model)
@@ -120,7 +122,10 @@ def main():
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, {args.model}, {args.tokens} rows, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n")
     print("| GEMM | library | ms | TFLOP/s |\n| --- | --- | --- | --- |")
     results = []
-    for name, (a, b, out) in mla_gemms(config, args.tokens).items():
+    gemms = {name: operands for name, operands in mla_gemms(config, args.tokens).items() if args.match in name}
+    if not gemms:
+        m.usage_error(f"--match {args.match!r}: no GEMM's name contains it")
+    for name, (a, b, out) in gemms.items():
         flop = 2 * a.size(0) * a.size(1) * b.size(1)
         for library, fn in libraries(name, a, b, out).items():
             try:

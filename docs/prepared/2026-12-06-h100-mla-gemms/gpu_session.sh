@@ -40,7 +40,7 @@ case "${1:-}" in
 1)  stage_kernels
     card_at_rest ;;
 2)  install_kernels || exit 1
-    (timeout $(( $(left) - 260 )) python3 tools/bench_mla_gemms.py --json "$RESULTS/gemms.json" 2>&1 | tee "$RESULTS/gemms.txt" | grep -v "failed")
+    (timeout $(( $(left) - 260 )) python3 tools/bench_mla_gemms.py --match "key slots" --json "$RESULTS/gemms.json" 2>&1 | tee "$RESULTS/gemms.txt" | grep -v "failed")
     echo "bench ended at $(elapsed) s"
     moved_gemms > "$RESULTS/moved.txt"; cat "$RESULTS/moved.txt"
     if ! grep -qx "()" "$RESULTS/moved.txt"; then
