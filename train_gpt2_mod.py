@@ -800,16 +800,16 @@ def with_key_slots(weight, heads, nope, rope):
     return torch.cat((w[:, :nope], copy, w[:, nope:]), dim=1).flatten(0, 1)
 
 
-def slotted_key_values(c_kv, k_rope, weight, heads, nope, linear=F.linear):
+def slotted_key_values(c_kv, k_rope, weight, heads, nope):
     """MLA's keys and values packed per head as [k_nope ; k_rope ; v] (B, T, H, qk_dim + v_dim):
     W_uk c_kv, the shared key part, W_uv c_kv, from c_kv (B, T, kv_lora_rank), k_rope (B, T, 1,
-    rope) and wkv_b's weight. One GEMM (linear's) on [c_kv ; k_rope] writes every column, the
-    shared part included, so k and v are views of one tensor, which FlashAttention-4 reads and whose
-    gradient it writes whole; the GEMM's backward sums the shared part's gradient over heads, and
-    gives it beside c_kv's."""
+    rope) and wkv_b's weight. One GEMM on [c_kv ; k_rope] writes every column, the shared part
+    included, so k and v are views of one tensor, which FlashAttention-4 reads and whose gradient it
+    writes whole; the GEMM's backward sums the shared part's gradient over heads, and gives it
+    beside c_kv's."""
     B, T, _ = c_kv.size()
     latent = torch.cat((c_kv, k_rope.flatten(2)), dim=-1)
-    return linear(latent, with_key_slots(weight, heads, nope, k_rope.size(-1))).view(B, T, heads, -1)
+    return F.linear(latent, with_key_slots(weight, heads, nope, k_rope.size(-1))).view(B, T, heads, -1)
 
 
 class MultiHeadLatentAttention(nn.Module):
@@ -874,7 +874,7 @@ class MultiHeadLatentAttention(nn.Module):
         adjacent alike)."""
         if self.qk_norm is None:
             # the shared key part rotated once for all heads, not in each head's copy
-            kv = slotted_key_values(c_kv, k_rope if rotated else self.rotary(k_rope), self.wkv_b.weight, self.n_head, self.nope, self.qkv_kernel.linear)
+            kv = slotted_key_values(c_kv, k_rope if rotated else self.rotary(k_rope), self.wkv_b.weight, self.n_head, self.nope)
             return self.kernel.kv_packed(q, kv, None if rotated else self.rotary, self.nope)
         # each head's norm scales its copy of the shared part differently, and comes before RoPE
         k, v = split_kv(slotted_key_values(c_kv, k_rope, self.wkv_b.weight, self.n_head, self.nope), self.qk_dim)
@@ -1047,7 +1047,6 @@ class TorchQKV(FusedKernel):
 
     name = "PyTorch"
     rotates = False  # whether q and k come out rotated
-    linear = staticmethod(F.linear)  # MLA's key slots' GEMM, x @ weight.T
 
     def __call__(self, attn, x):
         return attn.c_attn(x)
@@ -1181,53 +1180,14 @@ class QuackRopeQueriesLatent(torch.autograd.Function):
         return dx.view(B, T, -1), (grad_q.T @ rows).to(ctx.param_dtype), (grad_latent.T @ rows).to(ctx.param_dtype), None, None, None, None, None
 
 
-# Which of MLA's key slots' GEMMs QuackLinear runs on quack, the others on cuBLAS: those that
-# tools/bench_mla_gemms.py timed faster on quack (docs/PERFORMANCE.md).
-QUACK_KEY_SLOT_GEMMS = ("forward", "input gradient", "weight gradient")
-
-
-def key_slot_gemm(part, a, b, out_dtype=None, split_k=1):
-    """a @ b for one of MLA's key slots' GEMMs, on the library QUACK_KEY_SLOT_GEMMS names for part
-    (split_k None: quack's tuner chooses the split of K as well)."""
-    if part in QUACK_KEY_SLOT_GEMMS:
-        return quack_gemm(a, b, out_dtype=out_dtype, split_k=split_k)
-    return (a @ b).to(out_dtype or a.dtype)
-
-
-class QuackLinear(torch.autograd.Function):
-    """x @ weight.T, forward and backward, each GEMM on quack or cuBLAS as QUACK_KEY_SLOT_GEMMS
-    says. The weight is cast to autocast's dtype and gets its gradient in its own."""
-
-    @staticmethod
-    def forward(ctx, x, weight):
-        ctx.param_dtype = weight.dtype
-        dtype = autocast_dtype(x)
-        rows, weight = x.to(dtype).flatten(0, -2), weight.to(dtype)
-        with torch.autocast("cuda", enabled=False):
-            out = key_slot_gemm("forward", rows, weight.T)
-        ctx.save_for_backward(rows, weight)
-        return out.view(*x.shape[:-1], -1)
-
-    @staticmethod
-    def backward(ctx, grad):
-        rows, weight = ctx.saved_tensors
-        g = grad.to(rows.dtype).flatten(0, -2).contiguous()
-        with torch.autocast("cuda", enabled=False):
-            dx = key_slot_gemm("input gradient", g, weight)
-            # long K, small output: too few tiles to fill the GPU unless K is split
-            dw = key_slot_gemm("weight gradient", g.T, rows, out_dtype=ctx.param_dtype, split_k=None)
-        return dx.view(*grad.shape[:-1], -1), dw
-
-
 class QuackQKV(TorchQKV):
     """q, k and v in one quack GEMM with c_attn's bias and RoPE in its epilogue (QuackRopeQKV): the
-    forward's separate RoPE kernel goes; MLA's two projections likewise (QuackRopeQueriesLatent), and
-    its key slots' GEMM by QuackLinear. For layers without QK-norm, which comes before RoPE."""
+    forward's separate RoPE kernel goes; MLA's two projections likewise (QuackRopeQueriesLatent).
+    For layers without QK-norm, which comes before RoPE."""
 
     name = "quack, RoPE in the epilogue"
     rotates = True
     unavailable = staticmethod(quack_unavailable)
-    linear = staticmethod(QuackLinear.apply)
 
     def __call__(self, attn, x):
         c, T = attn.c_attn, x.size(1)

@@ -365,16 +365,9 @@ def test_rope_in_the_projection_equals_rope_after_it(bias, compiled, reference_q
     assert_projections_agree(attn, compiled)
 
 
-def reference_gemm(a, b, out_dtype=None, split_k=1):
-    """quack's plain GEMM, in fp32."""
-    return (a.float() @ b.float()).to(out_dtype or a.dtype)
-
-
 @pytest.fixture
 def reference_quack_rope(monkeypatch):
-    """quack's GEMMs (with RoPE in the epilogue and plain), frequency table and in-place rotation
-    stood in by references."""
-    monkeypatch.setattr(m, "quack_gemm", reference_gemm)
+    """quack's RoPE epilogue GEMMs, frequency table and in-place rotation stood in by references."""
     monkeypatch.setattr(m, "quack_rope_turns", reference_rope_turns)
     monkeypatch.setattr(m, "quack_gemm_rope", reference_gemm_rope)
     monkeypatch.setattr(m, "quack_gemm_rope_bias", reference_gemm_rope)
@@ -393,21 +386,6 @@ def test_mlas_rope_in_the_projections_equals_rope_after_them(fa4, compiled, refe
     attn = m.MultiHeadLatentAttention(config)
     attn.kernel = m.FlashAttention4(0) if fa4 else m.portable_kernel(0, attn.qk_dim, attn.v_dim)
     assert_projections_agree(attn, compiled)
-
-
-@pytest.mark.parametrize("on_quack", [(), ("forward",), ("input gradient", "weight gradient")])
-def test_mlas_key_slots_on_quack_or_cublas_give_the_same_layer(on_quack, monkeypatch, reference_quack_rope):
-    """QuackLinear runs each of the key slots' three GEMMs on quack or on PyTorch's matmul, as
-    QUACK_KEY_SLOT_GEMMS says; any mix gives the layer's output and gradients of F.linear. quack's
-    GEMM is stood in by a reference that counts its calls."""
-    calls = []
-    monkeypatch.setattr(m, "quack_gemm", lambda *a, **k: calls.append(1) or reference_gemm(*a, **k))
-    monkeypatch.setattr(m, "QUACK_KEY_SLOT_GEMMS", on_quack)
-    config = dataclasses.replace(m.MODEL_CONFIGS["d12_flash_mla"], n_head=2, n_embd=64, block_size=32, kv_lora_rank=24, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=12)
-    torch.manual_seed(0)
-    attn = m.MultiHeadLatentAttention(config)
-    assert_projections_agree(attn, compiled=False)
-    assert len(calls) == len(on_quack)
 
 
 def test_qk_norm_layers_project_with_pytorch(monkeypatch):

@@ -2,9 +2,12 @@
 # The device calls of PLAN.md beside this file, from the project root, each right after the one
 # before on one machine (it stays up about 30 s after a call):
 #     bash docs/prepared/2026-12-06-h100-mla-gemms/gpu_session.sh 1   # carry .gpu-kernels-a
-#     ... 2   # carry .gpu-kernels-b and .base, at once
-#     ... 3   # carry .base
-# .base holds cca0c35's train_gpt2_mod.py and tools/ (git archive), the trainer without QuackLinear.
+#     ... 2   # carry .gpu-kernels-b, at once: the bench alone (addendum 3)
+# and, where the bench moved GEMMs, in a later session (calls 1 and 2's install again first):
+#     ... 3   # carry .base: the profiles
+#     ... 4   # carry nothing more: the paired rounds
+# .base holds the trainer without QuackLinear (git archive of train_gpt2_mod.py and tools/ at the
+# commit that measures); calls 3 and 4 apply candidate.diff, the trainer with it.
 # LIMIT=N before the command shortens a call where less device time is left.
 set -u
 FLAGS="--batch_size 32 --sequence_length 1024 --compile 1 --cuda_graphs 1"
@@ -40,18 +43,19 @@ case "${1:-}" in
 1)  stage_kernels
     card_at_rest ;;
 2)  install_kernels || exit 1
-    (timeout $(( $(left) - 260 )) python3 tools/bench_mla_gemms.py --match "key slots" --json "$RESULTS/gemms.json" 2>&1 | tee "$RESULTS/gemms.txt" | grep -v "failed")
+    (timeout $(( $(left) - 15 )) python3 tools/bench_mla_gemms.py --match "key slots" --json "$RESULTS/gemms.json" 2>&1 | tee "$RESULTS/gemms.txt" | grep -v "failed")
     echo "bench ended at $(elapsed) s"
     moved_gemms > "$RESULTS/moved.txt"; cat "$RESULTS/moved.txt"
-    if ! grep -qx "()" "$RESULTS/moved.txt"; then
-        apply_moved
-        profile . mla_new d12_flash_mla
-        profile .base mla_base d12_flash_mla
-    fi
     pack 2 ;;
 3)  kernels_path
-    grep -qx "()" "$RESULTS/moved.txt" && { echo "nothing moved: no rounds"; exit 0; }
-    apply_moved
-    pairs pairs_3 25 5 d12 d12_flash_mla
+    grep -qx "()" "$RESULTS/moved.txt" && { echo "nothing moved: no profiles"; exit 0; }
+    git apply docs/prepared/2026-12-06-h100-mla-gemms/candidate.diff && apply_moved
+    profile . mla_new d12_flash_mla
+    profile .base mla_base d12_flash_mla
     pack 3 ;;
+4)  kernels_path
+    grep -qx "()" "$RESULTS/moved.txt" && { echo "nothing moved: no rounds"; exit 0; }
+    git apply docs/prepared/2026-12-06-h100-mla-gemms/candidate.diff && apply_moved
+    pairs pairs_4 25 5 d12 d12_flash_mla
+    pack 4 ;;
 esac
