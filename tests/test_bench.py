@@ -199,6 +199,8 @@ def test_profile_refuses_bad_flags_before_looking_for_a_gpu(flags, message):
         ("sliding_window_memory.py", ["--window", "0"], "--window, --seq_lens, --tokens and --reps must be at least 1"),
         ("sliding_window_memory.py", ["--seq_lens", "1024", "-5"], "--window, --seq_lens, --tokens and --reps must be at least 1"),
         ("bench_quack_mlp.py", ["--n_embd", "100"], "--tokens and --reps must be at least 1, --n_embd a positive multiple of 8"),
+        ("bench_mla_gemms.py", ["--model", "d12"], "--model d12: not a named config with use_flash_mla"),
+        ("bench_mla_gemms.py", ["--calls", "0"], "--tokens, --reps and --calls must be at least 1"),
     ],
 )
 def test_gpu_benchmarks_refuse_bad_flags_before_looking_for_a_gpu(name, flags, message):

@@ -15,31 +15,14 @@ the GPU's work, as under CUDA graphs in a training step. bf16 operands, bf16 out
 import argparse
 import datetime
 import json
-import statistics
 import sys
 from pathlib import Path
 
 import torch
+from cuda_timing import batch_ms, exit_unless_quack_runs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import train_gpt2_mod as m  # noqa: E402
-
-
-def batch_ms(fn, reps, calls, warmup=3):
-    """Median milliseconds per call of fn over reps batches of calls back-to-back calls."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(calls):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) / calls)
-    return statistics.median(times)
 
 
 def mla_gemms(config, rows):
@@ -114,11 +97,7 @@ def main():
         m.usage_error(f"--model {args.model}: not a named config with use_flash_mla")
     if min(args.tokens, args.reps, args.calls) < 1:
         m.usage_error("--tokens, --reps and --calls must be at least 1")
-    if not torch.cuda.is_available():
-        sys.exit("error: this times CUDA kernels; it needs a CUDA GPU")
-    reason = m.quack_unavailable("cuda", torch.cuda.get_device_capability(), torch.bfloat16)
-    if reason:
-        sys.exit(f"error: {reason}")
+    exit_unless_quack_runs(m.quack_unavailable)
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, {args.model}, {args.tokens} rows, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n")
     print("| GEMM | library | ms | TFLOP/s |\n| --- | --- | --- | --- |")
     results = []

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import torch
-from cuda_timing import median_ms
+from cuda_timing import exit_unless_quack_runs, median_ms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import train_gpt2_mod as m  # noqa: E402
@@ -50,11 +50,7 @@ def main():
     args = p.parse_args()
     if min(args.tokens, args.n_embd, args.reps) < 1 or args.n_embd % 8:
         m.usage_error("--tokens and --reps must be at least 1, --n_embd a positive multiple of 8")
-    if not torch.cuda.is_available():
-        sys.exit("error: this times CUDA kernels; it needs a CUDA GPU")
-    reason = m.quack_unavailable("cuda", torch.cuda.get_device_capability(), torch.bfloat16)
-    if reason:
-        sys.exit(f"error: {reason}")
+    exit_unless_quack_runs(m.quack_unavailable)
     config = m.GPTConfig(n_layer=1, n_head=args.n_embd // 64 or 1, n_embd=args.n_embd)
     mlp = m.MLP(config).cuda()
     x = torch.randn(args.tokens, args.n_embd, device="cuda", requires_grad=True)
