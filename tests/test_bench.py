@@ -201,6 +201,7 @@ def test_profile_refuses_bad_flags_before_looking_for_a_gpu(flags, message):
         ("bench_quack_mlp.py", ["--n_embd", "100"], "--tokens and --reps must be at least 1, --n_embd a positive multiple of 8"),
         ("bench_mla_gemms.py", ["--model", "d12"], "--model d12: not a named config with use_flash_mla"),
         ("bench_mla_gemms.py", ["--calls", "0"], "--tokens, --reps and --calls must be at least 1"),
+        ("bench_mla_gemms.py", ["--match", "no such GEMM"], "--match 'no such GEMM': no GEMM's name contains it"),
     ],
 )
 def test_gpu_benchmarks_refuse_bad_flags_before_looking_for_a_gpu(name, flags, message):

@@ -25,17 +25,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import train_gpt2_mod as m  # noqa: E402
 
 
-def mla_gemms(config, rows):
+def mla_gemms(config, rows, device="cuda"):
     """name -> (A, B, out or None): each GEMM computes A @ B, into out (accumulating) where given.
     The operands are random, laid out as the trainer's are: weights (out, in) row-major, so the
     forward multiplies by their transposes; a weight's gradient is the output gradient's transpose
-    times the input."""
+    times the input. On the meta device, for the names alone."""
     C, H, rank = config.n_embd, config.n_head, config.kv_lora_rank
     qk, slot = config.qk_nope_head_dim + config.qk_rope_head_dim, config.qk_nope_head_dim + config.qk_rope_head_dim + config.v_head_dim
     latent_width = rank + config.qk_rope_head_dim
 
     def t(*shape):
-        return torch.randn(*shape, device="cuda", dtype=torch.bfloat16) / shape[-1] ** 0.5
+        return torch.randn(*shape, device=device, dtype=torch.bfloat16) / shape[-1] ** 0.5
 
     x, w_q, w_latent, w_slots = t(rows, C), t(H * qk, C), t(latent_width, C), t(H * slot, latent_width)
     latent, grad_kv, grad_q, grad_latent = t(rows, latent_width), t(rows, H * slot), t(rows, H * qk), t(rows, latent_width)
@@ -47,7 +47,7 @@ def mla_gemms(config, rows):
         f"backward: key slots' input gradient ({H * slot}x{latent_width})": (grad_kv, w_slots, None),
         f"backward: key slots' weight gradient ({H * slot}x{rows} @ {rows}x{latent_width})": (grad_kv.T, latent, None),
         f"backward: latent's input gradient ({latent_width}x{C})": (grad_latent, w_latent, None),
-        f"backward: queries' input gradient, added onto the latent's ({H * qk}x{C})": (grad_q, w_q, torch.zeros(rows, C, device="cuda", dtype=torch.bfloat16)),
+        f"backward: queries' input gradient, added onto the latent's ({H * qk}x{C})": (grad_q, w_q, torch.zeros(rows, C, device=device, dtype=torch.bfloat16)),
         f"backward: queries' weight gradient ({H * qk}x{rows} @ {rows}x{C})": (grad_q.T, x, None),
         f"backward: latent's weight gradient ({latent_width}x{rows} @ {rows}x{C})": (grad_latent.T, x, None),
     }
@@ -97,13 +97,13 @@ def main():
         m.usage_error(f"--model {args.model}: not a named config with use_flash_mla")
     if min(args.tokens, args.reps, args.calls) < 1:
         m.usage_error("--tokens, --reps and --calls must be at least 1")
+    if not any(args.match in name for name in mla_gemms(config, args.tokens, "meta")):
+        m.usage_error(f"--match {args.match!r}: no GEMM's name contains it")
     exit_unless_quack_runs(m.quack_unavailable)
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, {args.model}, {args.tokens} rows, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n")
     print("| GEMM | library | ms | TFLOP/s |\n| --- | --- | --- | --- |")
     results = []
     gemms = {name: operands for name, operands in mla_gemms(config, args.tokens).items() if args.match in name}
-    if not gemms:
-        m.usage_error(f"--match {args.match!r}: no GEMM's name contains it")
     for name, (a, b, out) in gemms.items():
         flop = 2 * a.size(0) * a.size(1) * b.size(1)
         for library, fn in libraries(name, a, b, out).items():
