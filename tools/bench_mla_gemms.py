@@ -31,7 +31,8 @@ def mla_gemms(config, rows, device="cuda"):
     forward multiplies by their transposes; a weight's gradient is the output gradient's transpose
     times the input. On the meta device, for the names alone."""
     C, H, rank = config.n_embd, config.n_head, config.kv_lora_rank
-    qk, slot = config.qk_nope_head_dim + config.qk_rope_head_dim, config.qk_nope_head_dim + config.qk_rope_head_dim + config.v_head_dim
+    qk = config.qk_nope_head_dim + config.qk_rope_head_dim
+    slot = qk + config.v_head_dim  # a head's [k_nope ; k_rope ; v]
     latent_width = rank + config.qk_rope_head_dim
 
     def t(*shape):

@@ -7,23 +7,15 @@ import torch
 
 
 def median_ms(fn, reps, warmup=5):
-    """Median milliseconds of fn() over reps calls, each timed with CUDA events, after warmup calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    """Median milliseconds of fn() over reps calls, each timed with CUDA events from an idle GPU,
+    after warmup calls."""
+    return batch_ms(fn, reps, calls=1, warmup=warmup)
 
 
 def batch_ms(fn, reps, calls, warmup=3):
-    """Median milliseconds per call of fn over reps batches of calls back-to-back calls: the host's
-    launches overlap the GPU's work, as under CUDA graphs in a training step."""
+    """Median milliseconds per call of fn over reps batches of calls back-to-back calls, each batch
+    timed from an idle GPU, after warmup calls. With many calls the host's launches overlap the
+    GPU's work, as under CUDA graphs in a training step."""
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
