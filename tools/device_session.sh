@@ -41,10 +41,10 @@ bench() {  # bench DIR NAME STEPS BENCH_ARGS...: one tools/bench_train.py run fr
     echo "$name ended at $(elapsed) s"
 }
 
-profile() {  # profile DIR NAME [CONFIG]: a step by kernel (tools/profile_train.py) from the tree in DIR, if time is left
+profile() {  # profile DIR NAME [CONFIG]: a step by kernel (tools/profile_train.py, TOP kernels listed, 60 unless set) from the tree in DIR, if time is left
     local budget=$(( $(left) - 5 ))
     if [ "$budget" -lt 60 ]; then echo "$2: skipped at $(elapsed) s"; return; fi
-    (cd "$1" && timeout "$budget" python3 tools/profile_train.py --warmup 10 --timed 20 --steps 3 --top 60 -- --model "${3:-d12}" $FLAGS > "$RESULTS/profile_$2.txt" 2>&1)
+    (cd "$1" && timeout "$budget" python3 tools/profile_train.py --warmup 10 --timed 20 --steps 3 --top "${TOP:-60}" -- --model "${3:-d12}" $FLAGS > "$RESULTS/profile_$2.txt" 2>&1)
     grep -E "first step|ms/step|^\| [a-zA-Z(]" "$RESULTS/profile_$2.txt" | head -12; echo "$2 ended at $(elapsed) s"
 }
 
