@@ -37,7 +37,7 @@ case "${1:-}" in
 1)  stage_kernels
     card_at_rest ;;
 2)  install_kernels || exit 1
-    (timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_hopper_kernels.py \
+    (timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_hopper_kernels.py \
         -k "test_mlas_rope_in_quacks_projections_matches_pytorchs_projections or test_fast_kernels_and_pytorch_give_the_same_model and d12_flash_mla" \
         > "$RESULTS/gpu_tests_2.txt" 2>&1; echo "exit status $?" >> "$RESULTS/gpu_tests_2.txt")
     tail -3 "$RESULTS/gpu_tests_2.txt"; echo "tests ended at $(elapsed) s"
