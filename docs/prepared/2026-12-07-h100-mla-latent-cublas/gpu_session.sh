@@ -4,6 +4,7 @@
 #     bash docs/prepared/2026-12-07-h100-mla-latent-cublas/gpu_session.sh 1   # carry .gpu-kernels-a
 #     ... 2   # carry .gpu-kernels-b and .base, at once
 #     ... 3   # carry nothing more
+# or, after addendum 4, call 1 and then `... 2p` (carry .gpu-kernels-b and .base): candidate.diff applied, the profiles alone.
 # .base holds the trainer without the change: `git archive 95ca5ae train_gpt2_mod.py tools | tar -x -C .base`.
 # LIMIT=N before the command shortens a call where less device time is left.
 set -u
@@ -41,6 +42,12 @@ case "${1:-}" in
         -k "test_mlas_rope_in_quacks_projections_matches_pytorchs_projections or test_fast_kernels_and_pytorch_give_the_same_model and d12_flash_mla" \
         > "$RESULTS/gpu_tests_2.txt" 2>&1; echo "exit status $?" >> "$RESULTS/gpu_tests_2.txt")
     tail -3 "$RESULTS/gpu_tests_2.txt"; echo "tests ended at $(elapsed) s"
+    profile . mla_new d12_flash_mla
+    profile .base mla_base d12_flash_mla
+    touched_kernels > "$RESULTS/touched.txt"; cat "$RESULTS/touched.txt"
+    pack 2 ;;
+2p) install_kernels || exit 1  # addendum 4: the profiles alone, the change applied from its diff
+    git apply docs/prepared/2026-12-07-h100-mla-latent-cublas/candidate.diff || exit 1
     profile . mla_new d12_flash_mla
     profile .base mla_base d12_flash_mla
     touched_kernels > "$RESULTS/touched.txt"; cat "$RESULTS/touched.txt"
