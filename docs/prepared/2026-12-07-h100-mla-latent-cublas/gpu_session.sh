@@ -52,10 +52,12 @@ case "${1:-}" in
     profile .base mla_base d12_flash_mla
     touched_kernels > "$RESULTS/touched.txt"; cat "$RESULTS/touched.txt"
     pack 2 ;;
-2b) install_kernels || exit 1  # addendum 9: call 2's base profile (its data linked in) and GPU tests again
+2b) install_kernels || exit 1  # addendum 9: call 2 again, the base profile first (its data linked in)
     ln -sfn "$PWD/data" .base/data
     profile .base mla_base d12_flash_mla
-    (timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_hopper_kernels.py \
+    profile . mla_new d12_flash_mla
+    touched_kernels > "$RESULTS/touched.txt"; cat "$RESULTS/touched.txt"
+    (timeout $(( $(left) - 15 )) python3 -m pytest -q -p no:cacheprovider tests/test_hopper_kernels.py \
         -k "test_mlas_rope_in_quacks_projections_matches_pytorchs_projections or test_fast_kernels_and_pytorch_give_the_same_model and d12_flash_mla" \
         > "$RESULTS/gpu_tests_2b.txt" 2>&1; echo "exit status $?" >> "$RESULTS/gpu_tests_2b.txt")
     tail -3 "$RESULTS/gpu_tests_2b.txt"; echo "tests ended at $(elapsed) s"
