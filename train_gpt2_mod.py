@@ -242,23 +242,13 @@ class Rotary(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def tables(self, x, pos):
-        """cos and sin for x (B, T, H, dim) at positions pos, pos + 1, ..., in x's dtype."""
-        T = x.size(1)
-        return (t[None, pos : pos + T, None, :].to(x.dtype) for t in (self.cos, self.sin))
-
     def forward(self, x, pos=0):
         """x: (B, T, H, dim) at positions pos, pos + 1, ... -> the same, rotated by position."""
-        cos, sin = self.tables(x, pos)
+        T = x.size(1)
+        cos = self.cos[None, pos : pos + T, None, :].to(x.dtype)
+        sin = self.sin[None, pos : pos + T, None, :].to(x.dtype)
         x1, x2 = x.chunk(2, dim=-1)
         return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
-
-    def adjacent(self, x):
-        """forward's rotation from position 0, of x whose dims come in adjacent pairs (2j, 2j + 1),
-        as rope_pairs_adjacent orders them and quack's RoPE epilogue rotates them."""
-        cos, sin = self.tables(x, 0)
-        x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
-        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
 
 
 class QKNorm(nn.Module):
@@ -879,14 +869,12 @@ class MultiHeadLatentAttention(nn.Module):
         return self.c_proj(y.reshape(B, T, self.n_head * self.v_dim))
 
     def attend(self, q, c_kv, k_rope, rotated=False):
-        """The kernel's attention of the queries on the keys and values of the latent. Where rotated
-        says, the projection has rotated q's rotary dims, and q's and k_rope's come in RoPE's pairs
-        made adjacent alike; k_rope is rotated here, by PyTorch's ops, which torch.compile fuses
-        into the kernel that packs the key slots' input."""
+        """The kernel's attention of the queries on the keys and values of the latent, the rotary dims
+        of q and k_rope rotated already where rotated says (by the projection, in RoPE's pairs made
+        adjacent alike)."""
         if self.qk_norm is None:
             # the shared key part rotated once for all heads, not in each head's copy
-            k_rope = self.rotary.adjacent(k_rope) if rotated else self.rotary(k_rope)
-            kv = slotted_key_values(c_kv, k_rope, self.wkv_b.weight, self.n_head, self.nope)
+            kv = slotted_key_values(c_kv, k_rope if rotated else self.rotary(k_rope), self.wkv_b.weight, self.n_head, self.nope)
             return self.kernel.kv_packed(q, kv, None if rotated else self.rotary, self.nope)
         # each head's norm scales its copy of the shared part differently, and comes before RoPE
         k, v = split_kv(slotted_key_values(c_kv, k_rope, self.wkv_b.weight, self.n_head, self.nope), self.qk_dim)
@@ -1058,14 +1046,14 @@ class TorchQKV(FusedKernel):
     """The attention's q, k and v projection as PyTorch's linear layer; the attention rotates q and k."""
 
     name = "PyTorch"
-    rotates = False  # whether q and k come out rotated (MLA's q, its and k_rope's pairs adjacent)
+    rotates = False  # whether q and k come out rotated
 
     def __call__(self, attn, x):
         return attn.c_attn(x)
 
     def queries_and_latent(self, attn, x):
         """MLA's projections of x: the queries (B, T, H, qk_dim) and the latent [c_kv ; k_rope]
-        before its norm, the queries' rotary dims rotated where rotates says."""
+        before its norm, their rotary dims rotated where rotates says."""
         return attn.queries(x), attn.wkv_a(x)
 
 
@@ -1158,16 +1146,14 @@ def _(a, b, c, d):
 
 
 class QuackRopeQueriesLatent(torch.autograd.Function):
-    """MLA's queries from x (B, T, C) by a quack GEMM whose epilogue rotates their rotary dims, and
-    the latent [c_kv ; k_rope] by cuBLAS, unrotated: its rotary dims are too few to pay for the
-    epilogue's sines over all its columns, and the attention rotates them in a fused kernel. The
-    rotary rows of both weights arrive in rope_pairs_adjacent's order. Backward: the queries'
-    rotary gradients rotated back in place by quack, then x's gradient as one GEMM accumulating
-    onto the other, where autograd would add the two after them in a kernel of its own. Weights
-    are cast to autocast's dtype and get gradients in theirs."""
+    """MLA's queries and latent [c_kv ; k_rope] from x (B, T, C), each by a quack GEMM whose epilogue
+    rotates the rotary dims, their rows in rope_pairs_adjacent's order (the weights arrive
+    reordered). Backward: the rotary dims' gradients rotated back in place by quack, then x's
+    gradient as one GEMM accumulating onto the other, where autograd would add the two after them
+    in a kernel of its own. Weights are cast to autocast's dtype and get gradients in theirs."""
 
     @staticmethod
-    def forward(ctx, x, w_q, w_latent, q_turns, cos, sin, heads):
+    def forward(ctx, x, w_q, w_latent, q_turns, latent_turns, cos, sin, heads):
         ctx.param_dtype = w_q.dtype
         dtype = autocast_dtype(x)
         B, T, _ = x.shape
@@ -1175,7 +1161,7 @@ class QuackRopeQueriesLatent(torch.autograd.Function):
         positions = row_positions(B, T, x.device)
         with torch.autocast("cuda", enabled=False):
             q = torch.ops.train_gpt2_mod.quack_linear_rope(rows, w_q, None, positions, q_turns)
-            latent = rows @ w_latent.T
+            latent = torch.ops.train_gpt2_mod.quack_linear_rope(rows, w_latent, None, positions, latent_turns)
         ctx.save_for_backward(rows, w_q, w_latent, cos, sin)
         return q.view(B, T, heads, -1), latent.view(B, T, -1)
 
@@ -1183,19 +1169,21 @@ class QuackRopeQueriesLatent(torch.autograd.Function):
     def backward(ctx, grad_q, grad_latent):
         rows, w_q, w_latent, cos, sin = ctx.saved_tensors
         B, T = grad_q.shape[:2]  # grad_q (B, T, H, qk_dim)
+        rope = 2 * cos.size(-1)
         grad_q, grad_latent = grad_q.to(rows.dtype).contiguous(), grad_latent.to(rows.dtype).contiguous()
-        # in place: the gradient is a fresh output of the attention's backward, which nothing else
-        # reads; the rotary dims are the last of each query head
-        rotate_back_epilogue_rope_(grad_q[..., -2 * cos.size(-1) :], cos, sin)
+        # in place: the gradients are fresh outputs of the attention's and the latent's backward,
+        # which nothing else reads; the rotary dims are the last of each query head and of the latent
+        rotate_back_epilogue_rope_(grad_q[..., -rope:], cos, sin)
+        rotate_back_epilogue_rope_(grad_latent.view(B, T, 1, -1)[..., -rope:], cos, sin)
         grad_q, grad_latent = grad_q.view(B * T, -1), grad_latent.view(B * T, -1)
         dx = torch.ops.train_gpt2_mod.sum_of_matmuls(grad_latent, w_latent, grad_q, w_q)
-        return dx.view(B, T, -1), (grad_q.T @ rows).to(ctx.param_dtype), (grad_latent.T @ rows).to(ctx.param_dtype), None, None, None, None
+        return dx.view(B, T, -1), (grad_q.T @ rows).to(ctx.param_dtype), (grad_latent.T @ rows).to(ctx.param_dtype), None, None, None, None, None
 
 
 class QuackQKV(TorchQKV):
     """q, k and v in one quack GEMM with c_attn's bias and RoPE in its epilogue (QuackRopeQKV): the
-    forward's separate RoPE kernel goes; MLA's queries likewise (QuackRopeQueriesLatent). For
-    layers without QK-norm, which comes before RoPE."""
+    forward's separate RoPE kernel goes; MLA's two projections likewise (QuackRopeQueriesLatent).
+    For layers without QK-norm, which comes before RoPE."""
 
     name = "quack, RoPE in the epilogue"
     rotates = True
@@ -1207,13 +1195,14 @@ class QuackQKV(TorchQKV):
         return QuackRopeQKV.apply(x, weight, bias, attn.rotary.inv_freq, attn.rotary.cos[:T], attn.rotary.sin[:T], attn.n_head)
 
     def queries_and_latent(self, attn, x):
-        """Both of MLA's projections of h by QuackRopeQueriesLatent, the queries rotated; for layers
-        without a query latent (q_lora_rank), whose h feeds wq and wkv_a alike."""
+        """Both of MLA's projections of h, rotated, by QuackRopeQueriesLatent; for layers without
+        a query latent (q_lora_rank), whose h feeds wq and wkv_a alike."""
         T, rotary = x.size(1), attn.rotary
-        q_turns = F.pad(quack_rope_turns(rotary.inv_freq, attn.rope), (attn.nope, 0)).repeat(attn.n_head)
+        turns = quack_rope_turns(rotary.inv_freq, attn.rope)
         w_q = rope_pairs_adjacent(attn.wq.weight, attn.n_head, attn.qk_dim, attn.nope)
         w_latent = rope_pairs_adjacent(attn.wkv_a.weight, 1, attn.kv_rank + attn.rope, attn.kv_rank)
-        return QuackRopeQueriesLatent.apply(x, w_q, w_latent, q_turns, rotary.cos[:T], rotary.sin[:T], attn.n_head)
+        q_turns, latent_turns = F.pad(turns, (attn.nope, 0)).repeat(attn.n_head), F.pad(turns, (attn.kv_rank, 0))
+        return QuackRopeQueriesLatent.apply(x, w_q, w_latent, q_turns, latent_turns, rotary.cos[:T], rotary.sin[:T], attn.n_head)
 
 
 class TorchAddNorm(FusedKernel):
