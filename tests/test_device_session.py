@@ -27,3 +27,21 @@ def test_pairs_starts_no_round_it_has_no_time_for():
     out = subprocess.run(["bash", "-c", "set -u; " + script], cwd=REPO_DIR, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("pairs_x: skipped at ")
+
+
+def test_a_tree_of_the_trainer_alone_gets_the_projects_data(tmp_path):
+    tree = tmp_path / "base"
+    tree.mkdir()
+    script = f"FLAGS=''; . tools/device_session.sh; with_data {tree}; with_data {tree}; ls {tree}/data/shakespeare"
+    out = subprocess.run(["bash", "-c", "set -u; " + script], cwd=REPO_DIR, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "shakespeare_train_000001.bin" in out.stdout.split()
+    assert (tree / "data").resolve() == REPO_DIR / "data"
+
+
+def test_a_tree_with_its_own_data_keeps_it(tmp_path):
+    (tmp_path / "data").mkdir()
+    script = f"FLAGS=''; . tools/device_session.sh; with_data {tmp_path}"
+    out = subprocess.run(["bash", "-c", "set -u; " + script], cwd=REPO_DIR, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "data").is_symlink() and not any((tmp_path / "data").iterdir())

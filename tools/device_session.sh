@@ -33,10 +33,15 @@ install_kernels() {
     kernels_path
 }
 
+# A tree made of the trainer and tools alone (`git archive REV train_gpt2_mod.py tools`) has no
+# data/, and the trainer looks for its shards beside itself: link in the project's.
+with_data() { [ -e "$1/data" ] || ln -s "$PWD/data" "$1/data"; }
+
 bench() {  # bench DIR NAME STEPS BENCH_ARGS...: one tools/bench_train.py run from the tree in DIR, if time is left
     local dir=$1 name=$2 steps=$3; shift 3
     local budget=$(( $(left) - 5 ))
     if [ "$budget" -lt 60 ]; then echo "$name: skipped at $(elapsed) s"; return; fi
+    with_data "$dir"
     (cd "$dir" && timeout "$budget" python3 tools/bench_train.py "$@" --steps "$steps" --json "$RESULTS/$name.json" -- $FLAGS | grep -E '^\| (d12|nanoGPT)')
     echo "$name ended at $(elapsed) s"
 }
@@ -44,12 +49,14 @@ bench() {  # bench DIR NAME STEPS BENCH_ARGS...: one tools/bench_train.py run fr
 profile() {  # profile DIR NAME [CONFIG]: a step by kernel (tools/profile_train.py, TOP kernels listed, 60 unless set) from the tree in DIR, if time is left
     local budget=$(( $(left) - 5 ))
     if [ "$budget" -lt 60 ]; then echo "$2: skipped at $(elapsed) s"; return; fi
+    with_data "$1"
     (cd "$1" && timeout "$budget" python3 tools/profile_train.py --warmup 10 --timed 20 --steps 3 --top "${TOP:-60}" -- --model "${3:-d12}" $FLAGS > "$RESULTS/profile_$2.txt" 2>&1)
     grep -E "first step|ms/step|^\| [a-zA-Z(]" "$RESULTS/profile_$2.txt" | head -12; echo "$2 ended at $(elapsed) s"
 }
 
 inductor_log() {  # inductor_log DIR NAME LOGS: Inductor's TORCH_LOGS (output_code, fusion) of one d12 compilation from the tree in DIR, if time is left
     if [ "$(left)" -lt 90 ]; then echo "$3 log of $2: skipped at $(elapsed) s"; return; fi
+    with_data "$1"
     # caches off: on a cache hit Inductor compiles nothing, so it logs nothing
     (cd "$1" && TORCHINDUCTOR_FORCE_DISABLE_CACHES=1 TORCH_LOGS="$3" timeout $(( $(left) > 200 ? 150 : $(left) - 10 )) \
         python3 train_gpt2_mod.py --model d12 --num_iterations 2 --warmup_iters 0 --input_val_bin "" \
