@@ -8,6 +8,11 @@ import pytest
 REPO_DIR = Path(__file__).resolve().parent.parent
 
 
+def session(script):
+    """script run by bash from the project root, unset variables an error, as the session scripts run."""
+    return subprocess.run(["bash", "-c", "set -u; " + script], cwd=REPO_DIR, capture_output=True, text=True, timeout=60)
+
+
 @pytest.mark.parametrize(
     "script, budget",
     [
@@ -17,14 +22,14 @@ REPO_DIR = Path(__file__).resolve().parent.parent
     ],
 )
 def test_the_call_budget_holds_however_limit_is_given(script, budget):
-    out = subprocess.run(["bash", "-c", "set -u; " + script], cwd=REPO_DIR, capture_output=True, text=True)
+    out = session(script)
     assert out.returncode == 0, out.stderr
     assert budget - 2 <= int(out.stdout) <= budget
 
 
 def test_pairs_starts_no_round_it_has_no_time_for():
     script = "LIMIT=100; FLAGS=''; . tools/device_session.sh; pairs pairs_x 25 5 d12 d12_flash_mla"
-    out = subprocess.run(["bash", "-c", "set -u; " + script], cwd=REPO_DIR, capture_output=True, text=True, timeout=60)
+    out = session(script)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("pairs_x: skipped at ")
 
@@ -33,7 +38,7 @@ def test_a_tree_of_the_trainer_alone_gets_the_projects_data(tmp_path):
     tree = tmp_path / "base"
     tree.mkdir()
     script = f"FLAGS=''; . tools/device_session.sh; with_data {tree}; with_data {tree}; ls {tree}/data/shakespeare"
-    out = subprocess.run(["bash", "-c", "set -u; " + script], cwd=REPO_DIR, capture_output=True, text=True, timeout=60)
+    out = session(script)
     assert out.returncode == 0, out.stderr
     assert "shakespeare_train_000001.bin" in out.stdout.split()
     assert (tree / "data").resolve() == REPO_DIR / "data"
@@ -42,6 +47,6 @@ def test_a_tree_of_the_trainer_alone_gets_the_projects_data(tmp_path):
 def test_a_tree_with_its_own_data_keeps_it(tmp_path):
     (tmp_path / "data").mkdir()
     script = f"FLAGS=''; . tools/device_session.sh; with_data {tmp_path}"
-    out = subprocess.run(["bash", "-c", "set -u; " + script], cwd=REPO_DIR, capture_output=True, text=True, timeout=60)
+    out = session(script)
     assert out.returncode == 0, out.stderr
     assert not (tmp_path / "data").is_symlink() and not any((tmp_path / "data").iterdir())
