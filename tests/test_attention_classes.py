@@ -18,6 +18,7 @@ from train_gpt2_mod import (
     GPTConfig,
     MultiHeadLatentAttention,
     UsageError,
+    rms_normalize_first,
     slotted_key_values,
 )
 
@@ -86,14 +87,11 @@ def rope(t, pos):
     return torch.cat((a * cos - b * sin, a * sin + b * cos), dim=-1)
 
 
-def test_mla_matches_the_deepseek_equations():
-    """Decoupled RoPE with one shared rotary key, RMSNorm on the latent, scale 1/sqrt(nope + rope)."""
-    torch.manual_seed(0)
-    mla = MultiHeadLatentAttention(GPTConfig(**(SMALL_MLA | dict(use_flash_mla=True))))
-    with torch.no_grad():
-        mla.kv_norm.weight.uniform_(0.5, 1.5)
-    B, T, H, nope, r, dv, kv = 2, 10, 4, 16, 8, 12, 24
-    h = torch.randn(B, T, 64)
+def deepseek_mla(mla, h):
+    """MLA's output on h (B, T, 64) by the DeepSeek-V2 equations, from mla's parameters (SMALL_MLA's
+    dims): decoupled RoPE with one shared rotary key, RMSNorm with its gain on the latent, scale
+    1/sqrt(nope + rope)."""
+    B, T, H, nope, r, dv, kv = h.size(0), h.size(1), 4, 16, 8, 12, 24
     pos = torch.arange(T)
     q = (h @ mla.wq.weight.T).view(B, T, H, nope + r)
     latent = h @ mla.wkv_a.weight.T
@@ -105,9 +103,40 @@ def test_mla_matches_the_deepseek_equations():
     scores = torch.einsum("bthd,bshd->bhts", q_nope, k_nope) + torch.einsum("bthd,bsd->bhts", q_rope, k_rope[:, :, 0])
     scores = scores / math.sqrt(nope + r)
     scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
-    y = torch.einsum("bhts,bshd->bthd", scores.softmax(-1), v).reshape(B, T, H * dv) @ mla.c_proj.weight.T
+    return torch.einsum("bhts,bshd->bthd", scores.softmax(-1), v).reshape(B, T, H * dv) @ mla.c_proj.weight.T
+
+
+def test_mla_matches_the_deepseek_equations():
+    torch.manual_seed(0)
+    mla = MultiHeadLatentAttention(GPTConfig(**(SMALL_MLA | dict(use_flash_mla=True))))
     with torch.no_grad():
-        assert torch.allclose(mla(h), y, atol=1e-5)
+        mla.kv_norm.weight.uniform_(0.5, 1.5)
+        h = torch.randn(2, 10, 64)
+        assert torch.allclose(mla(h), deepseek_mla(mla, h), atol=1e-5)
+
+
+def test_mla_gradients_match_the_deepseek_equations():
+    """Every parameter's gradient, kv_norm's gain included, which training folds into wkv_b."""
+    torch.manual_seed(0)
+    mla = MultiHeadLatentAttention(GPTConfig(**(SMALL_MLA | dict(use_flash_mla=True)))).double()
+    with torch.no_grad():
+        mla.kv_norm.weight.uniform_(0.5, 1.5)
+    h, grad = torch.randn(2, 10, 64, dtype=torch.float64), torch.randn(2, 10, 64, dtype=torch.float64)
+    params = list(mla.parameters())
+    ours = torch.autograd.grad(mla(h), params, grad)
+    reference = torch.autograd.grad(deepseek_mla(mla, h), params, grad)
+    for param, a, b in zip(params, ours, reference):
+        # not to fp64's rounding: both rotate by the trainer's fp32 tables, computed two ways
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m: f"{[n for n, p in mla.named_parameters() if p is param]}: {m}")
+
+
+def test_rms_normalize_first_normalizes_those_dims_alone():
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 11, dtype=torch.float64, requires_grad=True)
+    y = rms_normalize_first(x, 8)
+    torch.testing.assert_close(y[..., :8], F.rms_norm(x[..., :8], (8,), eps=1e-6))
+    assert torch.equal(y[..., 8:], x[..., 8:])
+    assert torch.autograd.gradcheck(lambda t: rms_normalize_first(t, 8), (x,))
 
 
 def test_slotted_key_values_are_the_joined_projection_with_exact_gradients():
@@ -121,9 +150,10 @@ def test_slotted_key_values_are_the_joined_projection_with_exact_gradients():
     k_rope = torch.randn(2, 7, 1, rope, dtype=torch.float64, requires_grad=True)
     kv = (c_kv @ weight.T).view(2, 7, H, nope + dv)
     joined = torch.cat((kv[..., :nope], k_rope.expand(2, 7, H, rope), kv[..., nope:]), dim=-1)
+    latent = lambda c, k: torch.cat((c, k.flatten(2)), dim=-1)  # noqa: E731
     # the widened GEMM may sum in another order than the plain one: equal to rounding, not bitwise
-    torch.testing.assert_close(slotted_key_values(c_kv, k_rope, weight, H, nope), joined, rtol=0, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda c, w, k: slotted_key_values(c, k, w, H, nope), (c_kv, weight, k_rope))
+    torch.testing.assert_close(slotted_key_values(latent(c_kv, k_rope), weight, H, nope), joined, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda c, w, k: slotted_key_values(latent(c, k), w, H, nope), (c_kv, weight, k_rope))
 
 
 MLA_VARIANTS = [dict(), dict(qk_norm=True), dict(q_lora_rank=20), dict(sliding_window=6), dict(qk_norm=True, q_lora_rank=20, sliding_window=6)]
