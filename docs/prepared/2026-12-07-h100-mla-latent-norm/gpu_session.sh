@@ -51,4 +51,7 @@ case "${1:-}" in
 3b) kernels_path  # the change not kept: 1.18.0's trainer
     with_data .base; (cd .base && pairs pairs_3 25 5 d12 d12_flash_mla)
     pack 3 ;;
+3i) install_kernels || exit 1  # addendum 1: 3b on a fresh machine, after call 1 there (carry .gpu-kernels-b and .base)
+    with_data .base; (cd .base && pairs pairs_3 25 5 d12 d12_flash_mla)
+    pack 3 ;;
 esac
