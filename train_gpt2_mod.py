@@ -230,17 +230,6 @@ class Norm(nn.Module):
         return y.type_as(x)
 
 
-def rms_normalize_first(x, n):
-    """x (..., D) with each row's first n dims RMS-normalized (in fp32 at least, without a gain) and
-    the rest as they are. The statistic sums over all D dims with the rest masked out, so that the reduction
-    and the output span the same dims: Inductor then makes one kernel of them, and one of their
-    backward, where a norm of a slice followed by a cat makes two and three."""
-    inside = torch.arange(x.size(-1), device=x.device) < n
-    xf = x.to(torch.promote_types(x.dtype, torch.float32))
-    rstd = torch.rsqrt(xf.square().where(inside, 0.0).sum(-1, keepdim=True) / n + RMS_NORM_EPS)
-    return (xf * torch.where(inside, rstd, 1.0)).type_as(x)
-
-
 class Rotary(nn.Module):
     """Rotary position embedding tables (RoFormer); rotates the first and second half of each head."""
 
@@ -811,15 +800,16 @@ def with_key_slots(weight, heads, nope, rope):
     return torch.cat((w[:, :nope], copy, w[:, nope:]), dim=1).flatten(0, 1)
 
 
-def slotted_key_values(latent, weight, heads, nope):
+def slotted_key_values(c_kv, k_rope, weight, heads, nope):
     """MLA's keys and values packed per head as [k_nope ; k_rope ; v] (B, T, H, qk_dim + v_dim):
-    W_uk c_kv, the shared key part, W_uv c_kv, from latent = [c_kv ; k_rope] (B, T, kv_lora_rank +
-    rope) and wkv_b's weight. One GEMM on the latent writes every column, the shared part included,
-    so k and v are views of one tensor, which FlashAttention-4 reads and whose gradient it writes
-    whole; the GEMM's backward sums the shared part's gradient over heads, and gives it beside
-    c_kv's."""
-    B, T, width = latent.size()
-    return F.linear(latent, with_key_slots(weight, heads, nope, width - weight.size(-1))).view(B, T, heads, -1)
+    W_uk c_kv, the shared key part, W_uv c_kv, from c_kv (B, T, kv_lora_rank), k_rope (B, T, 1,
+    rope) and wkv_b's weight. One GEMM on [c_kv ; k_rope] writes every column, the shared part
+    included, so k and v are views of one tensor, which FlashAttention-4 reads and whose gradient it
+    writes whole; the GEMM's backward sums the shared part's gradient over heads, and gives it
+    beside c_kv's."""
+    B, T, _ = c_kv.size()
+    latent = torch.cat((c_kv, k_rope.flatten(2)), dim=-1)
+    return F.linear(latent, with_key_slots(weight, heads, nope, k_rope.size(-1))).view(B, T, heads, -1)
 
 
 class MultiHeadLatentAttention(nn.Module):
@@ -862,7 +852,11 @@ class MultiHeadLatentAttention(nn.Module):
 
     def latent(self, x):
         """The normalized KV latent (B, T, kv_lora_rank) and the shared, unrotated key part (B, T, 1, rope)."""
-        c_kv, k_rope = self.wkv_a(x).split((self.kv_rank, self.rope), dim=-1)
+        return self.split_latent(self.wkv_a(x))
+
+    def split_latent(self, latent):
+        """wkv_a's output [c_kv ; k_rope] as the normalized c_kv and the shared key part (B, T, 1, rope)."""
+        c_kv, k_rope = latent.split((self.kv_rank, self.rope), dim=-1)
         return self.kv_norm(c_kv), k_rope.unsqueeze(2)
 
     def forward(self, x, cache=None, pos=0):
@@ -871,25 +865,19 @@ class MultiHeadLatentAttention(nn.Module):
         B, T, _ = x.size()
         q, latent = self.qkv_kernel.queries_and_latent(self, x)
         # RoPE on the last qk_rope_head_dim dims only
-        y = self.attend(q, latent, self.qkv_kernel.rotates)
+        y = self.attend(q, *self.split_latent(latent), self.qkv_kernel.rotates)
         return self.c_proj(y.reshape(B, T, self.n_head * self.v_dim))
 
-    def attend(self, q, latent, rotated=False):
-        """The kernel's attention of the queries on the keys and values of wkv_a's output [c_kv ;
-        k_rope], the rotary dims of q and k_rope rotated already where rotated says (by the
-        projection, in RoPE's pairs made adjacent alike)."""
-        # kv_norm's gain scales wkv_b's columns instead of c_kv, W (g * c) = (W diag(g)) c: c_kv is
-        # normalized in place in the latent, and the gain's gradient sums over wkv_b's rows, not
-        # over every token
-        latent = rms_normalize_first(latent, self.kv_rank)
-        weight = self.wkv_b.weight * self.kv_norm.weight
+    def attend(self, q, c_kv, k_rope, rotated=False):
+        """The kernel's attention of the queries on the keys and values of the latent, the rotary dims
+        of q and k_rope rotated already where rotated says (by the projection, in RoPE's pairs made
+        adjacent alike)."""
         if self.qk_norm is None:
             # the shared key part rotated once for all heads, not in each head's copy
-            latent = latent if rotated else rotate_from(latent.unsqueeze(2), self.rotary, self.kv_rank).squeeze(2)
-            kv = slotted_key_values(latent, weight, self.n_head, self.nope)
+            kv = slotted_key_values(c_kv, k_rope if rotated else self.rotary(k_rope), self.wkv_b.weight, self.n_head, self.nope)
             return self.kernel.kv_packed(q, kv, None if rotated else self.rotary, self.nope)
         # each head's norm scales its copy of the shared part differently, and comes before RoPE
-        k, v = split_kv(slotted_key_values(latent, weight, self.n_head, self.nope), self.qk_dim)
+        k, v = split_kv(slotted_key_values(c_kv, k_rope, self.wkv_b.weight, self.n_head, self.nope), self.qk_dim)
         q, k = self.qk_norm(q, k)
         return self.kernel.with_query_rope(q, rotate_from(k, self.rotary, self.nope), v, self.rotary, self.nope)
 

@@ -18,7 +18,6 @@ from train_gpt2_mod import (
     GPTConfig,
     MultiHeadLatentAttention,
     UsageError,
-    rms_normalize_first,
     slotted_key_values,
 )
 
@@ -116,7 +115,7 @@ def test_mla_matches_the_deepseek_equations():
 
 
 def test_mla_gradients_match_the_deepseek_equations():
-    """Every parameter's gradient, kv_norm's gain included, which training folds into wkv_b."""
+    """Every parameter's gradient against autograd through the equations, kv_norm's gain included."""
     torch.manual_seed(0)
     mla = MultiHeadLatentAttention(GPTConfig(**(SMALL_MLA | dict(use_flash_mla=True)))).double()
     with torch.no_grad():
@@ -130,15 +129,6 @@ def test_mla_gradients_match_the_deepseek_equations():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m: f"{[n for n, p in mla.named_parameters() if p is param]}: {m}")
 
 
-def test_rms_normalize_first_normalizes_those_dims_alone():
-    torch.manual_seed(0)
-    x = torch.randn(3, 5, 11, dtype=torch.float64, requires_grad=True)
-    y = rms_normalize_first(x, 8)
-    torch.testing.assert_close(y[..., :8], F.rms_norm(x[..., :8], (8,), eps=1e-6))
-    assert torch.equal(y[..., 8:], x[..., 8:])
-    assert torch.autograd.gradcheck(lambda t: rms_normalize_first(t, 8), (x,))
-
-
 def test_slotted_key_values_are_the_joined_projection_with_exact_gradients():
     """[W_uk c_kv ; shared key ; W_uv c_kv] per head from one widened GEMM, and its gradients against
     finite differences (the identity block must send each head's slot gradient to the shared key,
@@ -150,10 +140,9 @@ def test_slotted_key_values_are_the_joined_projection_with_exact_gradients():
     k_rope = torch.randn(2, 7, 1, rope, dtype=torch.float64, requires_grad=True)
     kv = (c_kv @ weight.T).view(2, 7, H, nope + dv)
     joined = torch.cat((kv[..., :nope], k_rope.expand(2, 7, H, rope), kv[..., nope:]), dim=-1)
-    latent = lambda c, k: torch.cat((c, k.flatten(2)), dim=-1)  # noqa: E731
     # the widened GEMM may sum in another order than the plain one: equal to rounding, not bitwise
-    torch.testing.assert_close(slotted_key_values(latent(c_kv, k_rope), weight, H, nope), joined, rtol=0, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda c, w, k: slotted_key_values(latent(c, k), w, H, nope), (c_kv, weight, k_rope))
+    torch.testing.assert_close(slotted_key_values(c_kv, k_rope, weight, H, nope), joined, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda c, w, k: slotted_key_values(c, k, w, H, nope), (c_kv, weight, k_rope))
 
 
 MLA_VARIANTS = [dict(), dict(qk_norm=True), dict(q_lora_rank=20), dict(sliding_window=6), dict(qk_norm=True, q_lora_rank=20, sliding_window=6)]
