@@ -121,12 +121,12 @@ def test_mla_gradients_match_the_deepseek_equations():
     with torch.no_grad():
         mla.kv_norm.weight.uniform_(0.5, 1.5)
     h, grad = torch.randn(2, 10, 64, dtype=torch.float64), torch.randn(2, 10, 64, dtype=torch.float64)
-    params = list(mla.parameters())
+    names, params = zip(*mla.named_parameters())
     ours = torch.autograd.grad(mla(h), params, grad)
     reference = torch.autograd.grad(deepseek_mla(mla, h), params, grad)
-    for param, a, b in zip(params, ours, reference):
-        # not to fp64's rounding: both rotate by the trainer's fp32 tables, computed two ways
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m: f"{[n for n, p in mla.named_parameters() if p is param]}: {m}")
+    for name, a, b in zip(names, ours, reference):
+        # not to fp64's rounding: both rotate by fp32 tables, each computed its own way
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m: f"{name}: {m}")
 
 
 def test_slotted_key_values_are_the_joined_projection_with_exact_gradients():
