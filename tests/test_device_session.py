@@ -50,3 +50,12 @@ def test_a_tree_with_its_own_data_keeps_it(tmp_path):
     out = session(script)
     assert out.returncode == 0, out.stderr
     assert not (tmp_path / "data").is_symlink() and not any((tmp_path / "data").iterdir())
+
+
+@pytest.mark.parametrize("plan", ["2026-12-07-h100-mla-latent-cublas", "2026-12-07-h100-mla-latent-norm/call2"])
+def test_touched_kernels_gives_what_the_plans_decided_by(plan):
+    """The rule's helper, on the two profiles of a measured plan, prints that plan's touched.txt again."""
+    d = f"docs/measurements/{plan}"
+    out = session(f"FLAGS=''; . tools/device_session.sh; touched_kernels {d}/profile_mla_new.txt {d}/profile_mla_base.txt")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == (REPO_DIR / d / "touched.txt").read_text()
