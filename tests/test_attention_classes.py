@@ -87,10 +87,11 @@ def rope(t, pos):
 
 
 def deepseek_mla(mla, h):
-    """MLA's output on h (B, T, 64) by the DeepSeek-V2 equations, from mla's parameters (SMALL_MLA's
-    dims): decoupled RoPE with one shared rotary key, RMSNorm with its gain on the latent, scale
+    """MLA's output on h (B, T, 64) by the DeepSeek-V2 equations, from mla's parameters and SMALL_MLA's
+    dims: decoupled RoPE with one shared rotary key, RMSNorm with its gain on the latent, scale
     1/sqrt(nope + rope)."""
-    B, T, H, nope, r, dv, kv = h.size(0), h.size(1), 4, 16, 8, 12, 24
+    B, T = h.shape[:2]
+    H, nope, r, dv, kv = (SMALL_MLA[k] for k in ("n_head", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "kv_lora_rank"))
     pos = torch.arange(T)
     q = (h @ mla.wq.weight.T).view(B, T, H, nope + r)
     latent = h @ mla.wkv_a.weight.T
