@@ -69,13 +69,13 @@ try:  # optional, Hopper and newer: quack's fused linear cross-entropy, GEMMs wi
     from quack.epilogue.library import dgelu_dbias_epi as quack_gemm_dgelu_dbias
     from quack.epilogue.rotary import make_interleaved_inv_freq as quack_rope_turns
     from quack.epilogue.rotary import rope_posfreq_bias_epi as quack_gemm_rope_bias, rope_posfreq_epi as quack_gemm_rope
-    from quack.gemm_interface import gemm as quack_gemm, gemm_act as quack_gemm_act
+    from quack.gemm_interface import gemm as quack_gemm, gemm_act as quack_gemm_act, gemm_add_inplace as quack_gemm_add_inplace
     from quack.linear_cross_entropy import chunked_linear_cross_entropy as quack_linear_cross_entropy
     from quack.rmsnorm import _rmsnorm_bwd as quack_norm_backward, _rmsnorm_fwd as quack_norm_forward
     from quack.rmsnorm_config import get_sm_count as quack_norm_partial_rows
     from quack.rotary import apply_rotary as quack_rotary, apply_rotary_emb_qkv_ as quack_rotary_qkv_
 except ImportError:
-    quack_gemm = quack_gemm_act = quack_gemm_dgelu_dbias = quack_linear_cross_entropy = quack_rotary = quack_rotary_qkv_ = None
+    quack_gemm = quack_gemm_act = quack_gemm_add_inplace = quack_gemm_dgelu_dbias = quack_linear_cross_entropy = quack_rotary = quack_rotary_qkv_ = None
     quack_rope_turns = quack_gemm_rope_bias = quack_gemm_rope = None
     quack_norm_forward = quack_norm_backward = quack_norm_partial_rows = None
 
@@ -1133,11 +1133,15 @@ class QuackRopeQKV(torch.autograd.Function):
 
 # Out of place, addmm first copies its C into the output, a pass over it as long as the add it saves
 # (eagerly and under torch.compile alike); in place, the second GEMM accumulates into the first's
-# output. A custom op keeps it in place inside the compiled graph.
+# output in its epilogue. A custom op keeps it in place inside the compiled graph. quack's
+# heuristic tiles, not its autotuned ones: at MLA's shapes they ran at least as fast
+# (tools/bench_mla_gemms.py), and they are the same in every run.
 @torch.library.custom_op("train_gpt2_mod::sum_of_matmuls", mutates_args=())
 def sum_of_matmuls(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """a @ b + c @ d, the second GEMM adding its product onto the first's output."""
-    return (a @ b).addmm_(c, d)
+    """a @ b + c @ d by quack, the second GEMM adding its product onto the first's output."""
+    out = quack_gemm(a, b, tuned=False)
+    quack_gemm_add_inplace(c, d, out, tuned=False)
+    return out
 
 
 @sum_of_matmuls.register_fake
