@@ -52,10 +52,50 @@ def test_a_tree_with_its_own_data_keeps_it(tmp_path):
     assert not (tmp_path / "data").is_symlink() and not any((tmp_path / "data").iterdir())
 
 
-@pytest.mark.parametrize("plan", ["2026-12-07-h100-mla-latent-cublas", "2026-12-07-h100-mla-latent-norm/call2"])
+MEASURED_PLANS = ["2026-12-07-h100-mla-latent-cublas", "2026-12-07-h100-mla-latent-norm/call2", "2026-12-07-h100-mla-xgrad-quack/call2"]
+
+
+@pytest.mark.parametrize("plan", MEASURED_PLANS)
 def test_touched_kernels_gives_what_the_plans_decided_by(plan):
     """The rule's helper, on the two profiles of a measured plan, prints that plan's touched.txt again."""
     d = f"docs/measurements/{plan}"
     out = session(f"FLAGS=''; . tools/device_session.sh; touched_kernels {d}/profile_mla_new.txt {d}/profile_mla_base.txt")
     assert out.returncode == 0, out.stderr
     assert out.stdout == (REPO_DIR / d / "touched.txt").read_text()
+
+
+def test_scaled_compares_the_touched_rows_at_one_clock():
+    """The x-grad plan's second profile ran faster in every kernel: the shared rows give the ratio."""
+    d = f"docs/measurements/{MEASURED_PLANS[-1]}"
+    out = session(f"FLAGS=''; . tools/device_session.sh; touched_kernels {d}/profile_mla_new.txt {d}/profile_mla_base.txt --scaled")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith((REPO_DIR / d / "touched.txt").read_text())
+    assert out.stdout.splitlines()[-1] == (
+        "rows in both profiles: 47.505 ms a step with the change, 49.204 without (0.9655); "
+        "the touched rows without, scaled by that: 13.664 ms a step, 0.404 more than with the change"
+    )
+
+
+def profile_table(rows):
+    """A tools/profile_train.py output holding only its table of kernels: rows of (name, launches, ms)."""
+    lines = ["| top kernels | kind | launches/step | ms/step |", "| --- | --- | --- | --- |"]
+    return "\n".join(lines + [f"| {name} | matmul | {n} | {ms:.3f} |" for name, n, ms in rows]) + "\n\nafter the table\n"
+
+
+def test_scaled_takes_out_a_clock_that_slowed_every_kernel(tmp_path):
+    base = [("gemm_a", 12, 2.0), ("gemm_b", 24, 6.0), ("old_kernel", 12, 1.0)]
+    new = [(name, n, ms * 0.9) for name, n, ms in base[:2]] + [("new_kernel", 12, 0.6)]
+    (tmp_path / "base.txt").write_text(profile_table(base))
+    (tmp_path / "new.txt").write_text(profile_table(new))
+    out = session(f"FLAGS=''; . tools/device_session.sh; touched_kernels {tmp_path}/new.txt {tmp_path}/base.txt --scaled")
+    assert out.returncode == 0, out.stderr
+    # unscaled, the change looks 0.4 faster; at one clock, old_kernel's 1.0 is 0.9 against new_kernel's 0.6
+    assert "1 rows in this profile only, 0.600 ms a step" in out.stdout and "1 rows in this profile only, 1.000 ms a step" in out.stdout
+    assert out.stdout.splitlines()[-1].endswith("(0.9000); the touched rows without, scaled by that: 0.900 ms a step, 0.300 more than with the change")
+
+
+def test_touched_kernels_says_which_file_is_no_profile(tmp_path):
+    (tmp_path / "log.txt").write_text("Traceback (most recent call last):\n")
+    out = session(f"python3 tools/touched_kernels.py {tmp_path}/log.txt {tmp_path}/log.txt")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].endswith(f"{tmp_path}/log.txt: no table of kernels; is it tools/profile_train.py's output?")

@@ -71,27 +71,8 @@ pairs() {  # pairs NAME STEPS ROUNDS A B: configs A and B in paired rounds, ever
     echo "$1 ended at $(elapsed) s"
 }
 
-# A profile plan's rule: the kernels a change touched are the rows (name and launches a step) found
-# in one profile only; their ms a step summed in each, and the whole step's. The profiles list every
-# kernel where TOP is set high enough (400).
-touched_kernels() {  # touched_kernels NEW BASE: two profile outputs, with the change and without
-    python3 - "$1" "$2" <<'PY'
-import collections, sys
-def rows(path):  # the table of kernels, from its header to the first blank line: {(name, launches): [ms, ...]}
-    text = open(path).read()
-    table = text[text.index("| top kernels |"):].split("\n\n")[0].splitlines()[2:]
-    out = collections.defaultdict(list)
-    for name, _, n, ms in (line.strip("| ").split(" | ") for line in table):
-        out[(name, n)].append(float(ms))  # names are cut short, so several kernels may share one
-    return out
-new, base = rows(sys.argv[1]), rows(sys.argv[2])
-for label, mine, other in (("with the change", new, base), ("without", base, new)):
-    only = {k: v for k, v in mine.items() if len(v) != len(other.get(k, []))}
-    print(f"{label}: {sum(map(len, mine.values()))} rows, {sum(map(sum, mine.values())):.3f} ms a step in all; "
-          f"{sum(map(len, only.values()))} rows in this profile only, {sum(map(sum, only.values())):.3f} ms a step")
-    for (name, n), ms in sorted(only.items(), key=lambda kv: -sum(kv[1])):
-        print(f"    {sum(ms):.3f}  {n:>4} x {len(ms)}  {name}")
-PY
-}
+# A profile plan's rule: the kernels a change touched, summed in each profile (tools/touched_kernels.py;
+# --scaled compares them at one clock). The profiles list every kernel where TOP is set high enough (400).
+touched_kernels() { python3 tools/touched_kernels.py "$@"; }  # touched_kernels NEW BASE [--scaled]: two profile outputs, with the change and without
 
 pack() { tar -czf "$OUT/results_$1.tgz" -C "$RESULTS" . ; }  # one file back, whatever the count of runs
