@@ -1131,11 +1131,10 @@ class QuackRopeQKV(torch.autograd.Function):
         return dx, (grad.T @ rows).to(ctx.param_dtype), db, None, None, None, None
 
 
-# Out of place, addmm first copies its C into the output, a pass over it as long as the add it saves
-# (eagerly and under torch.compile alike); in place, the second GEMM accumulates into the first's
-# output in its epilogue. A custom op keeps it in place inside the compiled graph. quack's
-# heuristic tiles, not its autotuned ones: at MLA's shapes they ran at least as fast
-# (tools/bench_mla_gemms.py), and they are the same in every run.
+# The second GEMM accumulates into the first's output in its epilogue, where autograd would add the
+# two products in a kernel of its own; a custom op keeps the accumulation in place inside the
+# compiled graph. quack's heuristic tiles, not its autotuned ones: at MLA's shapes they ran at
+# least as fast (tools/bench_mla_gemms.py), and they are the same in every run.
 @torch.library.custom_op("train_gpt2_mod::sum_of_matmuls", mutates_args=())
 def sum_of_matmuls(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     """a @ b + c @ d by quack, the second GEMM adding its product onto the first's output."""
