@@ -9,7 +9,8 @@ change by these sums (docs/measurements/*/PLAN.md; `touched_kernels` in tools/de
 
 Two profiles that ran at different GPU clocks differ in every kernel, touched or not. --scaled adds
 one line: the rows both profiles share, summed in each, give the ratio of their clocks, and BASE's
-touched rows are scaled by it before they are compared with NEW's.
+touched rows are scaled by it before they are compared with NEW's. A clock moves compute-bound
+kernels more than memory-bound ones, so that ratio is an average over the kernels the profiles share.
 """
 
 import argparse
