@@ -353,7 +353,7 @@ def assert_projections_agree(attn, compiled):
 
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("compiled", [False, True])
-def test_rope_in_the_projection_equals_rope_after_it(bias, compiled, reference_quack_rope):
+def test_rope_in_the_projection_equals_rope_after_it(bias, compiled, reference_quack_projections):
     """QuackQKV (quack's GEMM with RoPE in its epilogue, on rows reordered so that RoPE's pairs are
     adjacent; the gradient rotated back by quack) gives the attention's output and gradients of the
     PyTorch projection followed by RoPE. quack's kernels are stood in by references."""
@@ -365,18 +365,31 @@ def test_rope_in_the_projection_equals_rope_after_it(bias, compiled, reference_q
     assert_projections_agree(attn, compiled)
 
 
+def reference_gemm(a, b, *, tuned):
+    """quack's gemm: a @ b."""
+    return a @ b
+
+
+def reference_gemm_add_inplace(a, b, out, *, tuned):
+    """quack's gemm_add_inplace: a @ b added onto out."""
+    out.add_(a @ b)
+
+
 @pytest.fixture
-def reference_quack_rope(monkeypatch):
-    """quack's RoPE epilogue GEMMs, frequency table and in-place rotation stood in by references."""
+def reference_quack_projections(monkeypatch):
+    """quack's kernels of the q, k, v projection stood in by references: the RoPE epilogue GEMMs,
+    the frequency table, the in-place rotation, and the GEMMs of MLA's x gradient."""
     monkeypatch.setattr(m, "quack_rope_turns", reference_rope_turns)
     monkeypatch.setattr(m, "quack_gemm_rope", reference_gemm_rope)
     monkeypatch.setattr(m, "quack_gemm_rope_bias", reference_gemm_rope)
     monkeypatch.setattr(m, "quack_rotary", reference_rotary)
+    monkeypatch.setattr(m, "quack_gemm", reference_gemm)
+    monkeypatch.setattr(m, "quack_gemm_add_inplace", reference_gemm_add_inplace)
 
 
 @pytest.mark.parametrize("fa4", [False, True])
 @pytest.mark.parametrize("compiled", [False, True])
-def test_mlas_rope_in_the_projections_equals_rope_after_them(fa4, compiled, reference_quack_rope, reference_fast_kernels):
+def test_mlas_rope_in_the_projections_equals_rope_after_them(fa4, compiled, reference_quack_projections, reference_fast_kernels):
     """MLA's queries and latent by QuackRopeQueriesLatent (RoPE in both GEMMs' epilogues on rows made
     adjacent alike, x's gradient from one GEMM accumulating onto the other) give the layer's output
     and gradients of the PyTorch projections followed by RoPE, on FlashAttention-4 (stood in) and on
