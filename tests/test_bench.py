@@ -70,6 +70,23 @@ def test_bench_runs_variants_in_turn_and_summarizes_them(tmp_path):
     assert [(r["variant"], r["config"]["n_embd"], r["round"]) for r in records] == [("", 32, 1), ("--n_embd 64", 64, 1), ("--n_embd 64", 64, 2), ("", 32, 2)]  # the variant's flags win
 
 
+def test_bench_runs_trainer_versions_in_turn_each_on_the_bundled_shards(tmp_path, monkeypatch):
+    """A trainer script outside the checkout (where its own default finds no shards) runs in turn
+    with the checkout's; a line put at its top marks each of its runs."""
+    marks = tmp_path / "marks.txt"
+    monkeypatch.setenv("BENCH_TEST_MARKS", str(marks))
+    old = tmp_path / "old.py"
+    old.write_text("import os; open(os.environ['BENCH_TEST_MARKS'], 'a').write('old ran\\n')\n" + (REPO / "train_gpt2_mod.py").read_text())
+    new = str(REPO / "train_gpt2_mod.py")
+    proc = bench("d12", "--steps", "20", "--trainer", str(old), "--trainer", new, "--repeat", "2", "--", *TINY_MODEL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split(" | ")[0] for line in proc.stdout.split("\n\n")[1].splitlines() if line.startswith("| d12")]
+    assert rows == [f"| d12 {old}", f"| d12 {new}", f"| d12 {new}", f"| d12 {old}"]
+    assert marks.read_text() == "old ran\n" * 2
+    summary = proc.stdout.split("\n\n")[2].splitlines()
+    assert [line.split(" | ")[0] for line in summary[2:]] == [f"| d12 {old}", f"| d12 {new}"] and summary[3].endswith(", 2 rounds |")
+
+
 def bench_record(model, tokens_per_s, round_number):
     return {"model": model, "round": round_number, "summary": {"tokens_per_s": tokens_per_s}}
 
@@ -179,7 +196,8 @@ def test_bench_reports_a_failed_nanogpt_run_and_refuses_a_folder_that_is_not_a_c
 
 
 @pytest.mark.parametrize("flags, message", [(["--steps", "5"], "--steps must be at least 20 (the first 10 steps are warm-up)"), (["--repeat", "0"], "--repeat must be at least 1, not 0"), (["--nproc", "0"], "--nproc must be at least 1, not 0"),
-                                            (["--summarize", "a.json"], "--summarize runs nothing: leave out the configs and the trainer flags")])
+                                            (["--summarize", "a.json"], "--summarize runs nothing: leave out the configs and the trainer flags"),
+                                            (["--trainer", "no_such_trainer.py"], "--trainer no_such_trainer.py: no such file")])
 def test_bench_refuses_bad_flags(flags, message):
     proc = bench("d12", *flags)
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: {message}"

@@ -15,6 +15,9 @@ neither side. A summary then gives each config and variant's median tokens/s, it
 to the first, and the mean of its paired ratios: in each round, its run's tokens/s over the first's
 run in that round, with a 95% t-interval over the rounds. Pairing takes out what a round shares
 (the machine's state at the time); the interval says whether a gap stands out from the rest.
+--trainer compares versions of the trainer script the same way: each config runs under each file
+named, in turn (a version from git, say: `git show REV:train_gpt2_mod.py > old.py`). Every run
+reads this checkout's bundled shards, wherever its script lies.
 --summarize prints that summary again from the --json files of earlier benches, running nothing:
 the runs of one comparison split over several calls to a machine that allows only so long a call.
 Where nvidia-ml-py is installed, each row also gives the GPU's SM clock and power while it was busy
@@ -27,6 +30,7 @@ steps' energy sets their pace.
     python tools/bench_train.py d12 --nproc 2 -- --batch_size 32 --compile 1
     python tools/bench_train.py d12 --variant "" --variant "--kernels pytorch" --repeat 3 -- --compile 1
     python tools/bench_train.py d12 d12_flash_mla --repeat 5 --json a.json -- --compile 1
+    python tools/bench_train.py d12_flash_mla --trainer old.py --trainer train_gpt2_mod.py --repeat 5 -- --compile 1
     python tools/bench_train.py --summarize a.json b.json
 
 --nanogpt DIR also runs nanoGPT's own train.py from a checkout of github.com/karpathy/nanoGPT,
@@ -68,6 +72,8 @@ try:
 except ImportError:
     pynvml = None
 
+TRAINER = REPO / "train_gpt2_mod.py"
+TRAIN_SHARDS = build_parser().get_default("input_bin")  # the bundled shards, for a trainer script lying elsewhere too
 NANOGPT = "nanoGPT train.py"
 NANOGPT_FILES = ("train.py", "model.py", "configurator.py")
 # nanoGPT's train.py is a script: run it in this small wrapper, which then reads from its globals
@@ -140,10 +146,10 @@ def failed_run(name, proc):
     return {"model": name, "failed": "out of memory" if "out of memory" in proc.stderr.lower() else f"exit code {proc.returncode}"}
 
 
-def run(model, steps, nproc, extra, out_dir):
+def run(model, steps, nproc, extra, out_dir, trainer=TRAINER):
     launcher = [sys.executable] if nproc == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    flags = ["--model", model, "--num_iterations", str(steps), "--warmup_iters", "0", "--input_val_bin", "", "--output_dir", str(out_dir), "--overwrite", "1"]
-    proc = subprocess.run([*launcher, str(REPO / "train_gpt2_mod.py"), *flags, *extra], capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    flags = ["--model", model, "--num_iterations", str(steps), "--warmup_iters", "0", "--input_bin", TRAIN_SHARDS, "--input_val_bin", "", "--output_dir", str(out_dir), "--overwrite", "1"]
+    proc = subprocess.run([*launcher, str(trainer), *flags, *extra], capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     if proc.returncode != 0:
         return failed_run(model, proc)
     return json.loads((Path(out_dir) / "run.json").read_text())
@@ -198,8 +204,8 @@ def nanogpt_record(run, times, settings):
 
 
 def label(info):
-    """The config, and the variant's flags where there are any."""
-    return " ".join(filter(None, (info["model"], info.get("variant"))))
+    """The config, the variant's flags where there are any, and the trainer script where --trainer named it."""
+    return " ".join(filter(None, (info["model"], info.get("variant"), info.get("trainer"))))
 
 
 def row(info):
@@ -290,7 +296,8 @@ def main():
     p.add_argument("--steps", type=int, default=40, help="training steps per config (the summary leaves out the first 10)")
     p.add_argument("--nproc", type=int, default=1, help="processes (GPUs) per run")
     p.add_argument("--variant", action="append", default=None, help="trainer flags of one variant, after those after -- (repeat it to compare several; \"\" is none)")
-    p.add_argument("--repeat", type=int, default=1, help="runs of each config and variant, taken in turn")
+    p.add_argument("--trainer", action="append", default=None, metavar="FILE", help="a trainer script to run the configs with (repeat it to compare versions; default: this checkout's)")
+    p.add_argument("--repeat", type=int, default=1, help="runs of each config, variant and trainer, taken in turn")
     p.add_argument("--json", help="also write the runs' run.json records to this file")
     p.add_argument("--nanogpt", metavar="DIR", help="also run nanoGPT's train.py from this checkout, first in each round")
     p.add_argument("--summarize", nargs="+", metavar="JSON", help="run nothing: print the summary of the runs in these --json files")
@@ -314,7 +321,10 @@ def main():
         usage_error(f"--nanogpt {args.nanogpt}: not a nanoGPT checkout (it needs {', '.join(NANOGPT_FILES)})")
     if args.nanogpt and args.nproc > 1:
         usage_error("--nanogpt runs on one GPU: leave out --nproc")
-    variants = args.variant or [""]
+    missing = [t for t in args.trainer or [] if not Path(t).is_file()]
+    if missing:
+        usage_error(f"--trainer {missing[0]}: no such file")
+    variants, trainers = args.variant or [""], args.trainer or [None]
     # each row as soon as its config is measured, so a run cut short keeps what it measured
     print(f"measured {datetime.date.today()}, {args.steps} steps each, median of the steps after the 10th; batch = B x T x GPUs x accumulation\n")
     print("| config | params | GPU | batch | ms/step | tokens/s | MFU | peak memory (GiB) | first step (s) | SM clock (MHz) | power (W) | J/step per GPU |")
@@ -332,13 +342,14 @@ def main():
             Path(args.json).write_text(json.dumps(infos, indent=2) + "\n")
 
     with tempfile.TemporaryDirectory() as tmp:
-        sides = [(model, variant) for model in args.models for variant in variants]
+        sides = [(model, variant, trainer) for model in args.models for variant in variants for trainer in trainers]
         for round_number in range(1, args.repeat + 1):
             if args.nanogpt:
                 record(lambda: run_nanogpt(args.nanogpt, args.steps, extra, tmp), round_number)
-            for model, variant in sides if round_number % 2 else reversed(sides):
-                record(lambda: dict(run(model, args.steps, args.nproc, [*extra, *shlex.split(variant)], Path(tmp) / "run"), variant=variant), round_number)
-    if args.repeat > 1 or len(variants) > 1 or args.nanogpt:
+            for model, variant, trainer in sides if round_number % 2 else reversed(sides):
+                named = {"trainer": trainer} if trainer else {}
+                record(lambda: dict(run(model, args.steps, args.nproc, [*extra, *shlex.split(variant)], Path(tmp) / "run", trainer or TRAINER), variant=variant, **named), round_number)
+    if args.repeat > 1 or len(variants) > 1 or len(trainers) > 1 or args.nanogpt:
         print(f"\n{summary(infos)}")
     if any("failed" in info for info in infos):
         sys.exit(1)
