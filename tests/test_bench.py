@@ -12,7 +12,7 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "tools"))
 from bench_train import gpu_state, row, summary  # noqa: E402
-from profile_train import QUEUE_FULL_US, host_lead, idle_gaps, launch_calls  # noqa: E402
+from profile_train import QUEUE_FULL_US, host_lead, idle_gaps, launch_calls, table_name  # noqa: E402
 
 TINY_MODEL = ["--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--sequence_length", "32", "--device", "cpu"]
 
@@ -103,6 +103,22 @@ def test_bench_summary_pairs_each_run_with_the_first_configs_run_of_its_round():
     assert lines[3] == "| B | 3 | 196 | 97-396 | 0.980x | 0.980x (0.955-1.005), 3 rounds |"
     assert lines[4] == "| C | 2 | 75 | 50-100 | 0.375x | 0.500x (0.500-0.500), 2 rounds |"
     assert summary([bench_record("A", 100.0, 1), bench_record("B", 97.0, 1)]).splitlines()[3].endswith(" | 0.970x, 1 round |")
+
+
+def test_bench_summary_pairs_against_the_run_named(tmp_path):
+    # under two trainers: the new trainer's MLA over the old one's, round by round (1.01 and 1.03)
+    infos = [{**bench_record("mla", speed, n), "trainer": trainer} for n, trainer, speed in
+             [(1, "old.py", 100.0), (1, "new.py", 101.0), (2, "new.py", 206.0), (2, "old.py", 200.0)]]
+    lines = summary(infos, against="mla old.py").splitlines()
+    assert lines[0].startswith("| config | runs | median tokens/s | range | vs mla old.py | paired vs mla old.py, mean")
+    assert lines[2] == "| mla old.py | 2 | 150 | 100-200 | 1.000x | - |"
+    assert lines[3].startswith("| mla new.py | 2 | 154 | 101-206 | 1.023x | 1.020x (")
+    path = tmp_path / "runs.json"
+    path.write_text(json.dumps(infos))
+    proc = bench("--summarize", str(path), "--against", "mla new.py")
+    assert proc.returncode == 0 and proc.stdout.splitlines()[2].startswith("| mla old.py | 2 | 150 | 100-200 | 0.977x | 0.980x (")
+    proc = bench("--summarize", str(path), "--against", "mla")
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: --against 'mla': no run has that label; the runs are 'mla old.py', 'mla new.py'"
 
 
 def test_bench_summarizes_earlier_json_files_keeping_each_files_rounds_apart(tmp_path):
@@ -197,13 +213,15 @@ def test_bench_reports_a_failed_nanogpt_run_and_refuses_a_folder_that_is_not_a_c
 
 @pytest.mark.parametrize("flags, message", [(["--steps", "5"], "--steps must be at least 20 (the first 10 steps are warm-up)"), (["--repeat", "0"], "--repeat must be at least 1, not 0"), (["--nproc", "0"], "--nproc must be at least 1, not 0"),
                                             (["--summarize", "a.json"], "--summarize runs nothing: leave out the configs and the trainer flags"),
-                                            (["--trainer", "no_such_trainer.py"], "--trainer no_such_trainer.py: no such file")])
+                                            (["--trainer", "no_such_trainer.py"], "--trainer no_such_trainer.py: no such file"),
+                                            (["d12_flash_mla", "--against", "d12 x.py"], "--against 'd12 x.py': no run has that label; the runs are 'd12', 'd12_flash_mla'")])
 def test_bench_refuses_bad_flags(flags, message):
     proc = bench("d12", *flags)
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: {message}"
 
 
-@pytest.mark.parametrize("flags, message", [(["--timed", "0"], "--timed and --steps must be at least 1"), (["--", "--model", "d13"], "unknown model 'd13'")])
+@pytest.mark.parametrize("flags, message", [(["--timed", "0"], "--timed and --steps must be at least 1"), (["--name_width", "-1"], "--name_width must not be negative"),
+                                            (["--", "--model", "d13"], "unknown model 'd13'")])
 def test_profile_refuses_bad_flags_before_looking_for_a_gpu(flags, message):
     proc = tool("profile_train.py", *flags)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
@@ -225,6 +243,12 @@ def test_profile_refuses_bad_flags_before_looking_for_a_gpu(flags, message):
 def test_gpu_benchmarks_refuse_bad_flags_before_looking_for_a_gpu(name, flags, message):
     proc = tool(name, *flags)
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: {message}"
+
+
+def test_profile_lists_kernel_names_cut_to_the_width_asked_or_whole():
+    name = "kernel_cutlass_kernel_quackgemm" + "x" * 100 + "_tile_128x192|cluster_2x1"
+    assert table_name(name, 90) == name[:90]
+    assert table_name(name, 0) == name.replace("|", "/") and table_name(name, 0).endswith("_tile_128x192/cluster_2x1")
 
 
 def test_profile_finds_the_gaps_between_busy_stretches_of_the_gpu():

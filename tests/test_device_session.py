@@ -34,6 +34,14 @@ def test_pairs_starts_no_round_it_has_no_time_for():
     assert out.stdout.startswith("pairs_x: skipped at ")
 
 
+def test_pairs_hands_the_bench_what_follows_the_two_configs():
+    # a label no run has: the bench refuses it before running anything, which shows it got the flag
+    script = "FLAGS=''; . tools/device_session.sh; pairs pairs_x 25 5 d12 d12_flash_mla --trainer train_gpt2_mod.py --against 'd12 no.py'"
+    out = session(script)
+    assert "error: --against 'd12 no.py': no run has that label; the runs are 'd12 train_gpt2_mod.py', 'd12_flash_mla train_gpt2_mod.py'" in out.stderr
+    assert out.stdout.startswith("pairs_x ended at ")
+
+
 def test_a_tree_of_the_trainer_alone_gets_the_projects_data(tmp_path):
     tree = tmp_path / "base"
     tree.mkdir()

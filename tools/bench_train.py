@@ -20,6 +20,8 @@ named, in turn (a version from git, say: `git show REV:train_gpt2_mod.py > old.p
 reads this checkout's bundled shards, wherever its script lies.
 --summarize prints that summary again from the --json files of earlier benches, running nothing:
 the runs of one comparison split over several calls to a machine that allows only so long a call.
+--against LABEL takes the summary's ratios against another run than the first, named as the
+table's first column names it: with two configs under two trainers, each pair of the four.
 Where nvidia-ml-py is installed, each row also gives the GPU's SM clock and power while it was busy
 (medians, read from this process), and the energy of a step (that power times the median step
 time): the lent GPUs of one kind differ, and a GPU held at its power limit clocks down until its
@@ -32,6 +34,7 @@ steps' energy sets their pace.
     python tools/bench_train.py d12 d12_flash_mla --repeat 5 --json a.json -- --compile 1
     python tools/bench_train.py d12_flash_mla --trainer old.py --trainer train_gpt2_mod.py --repeat 5 -- --compile 1
     python tools/bench_train.py --summarize a.json b.json
+    python tools/bench_train.py --summarize a.json --against "d12_flash_mla old.py"
 
 --nanogpt DIR also runs nanoGPT's own train.py from a checkout of github.com/karpathy/nanoGPT,
 first in each round, so that the anchor the README's ratios are taken against is measured on the
@@ -246,19 +249,27 @@ def mean_with_interval(ratios):
     return f"{mean:.3f}x ({mean - half:.3f}-{mean + half:.3f}), {stats['n']} rounds"
 
 
-def summary(infos):
+def check_against(against, labels):
+    """--against names one of the runs' labels, or the tool ends with a usage error saying which there are."""
+    if against is not None and against not in labels:
+        usage_error(f"--against {against!r}: no run has that label; the runs are {', '.join(map(repr, dict.fromkeys(labels)))}")
+
+
+def summary(infos, against=None):
     """Per config and variant, in the order they first ran: runs, median tokens/s, range, the
-    median's ratio to the first one's, and the mean of its paired ratios to the first."""
+    median's ratio to the first one's (or against's, a label), and the mean of its paired ratios
+    to it."""
     speeds = {}
     for info in infos:
         values = speeds.setdefault(label(info), [])  # a failed run's config is listed, with no value
         if "failed" not in info:
             values.append(info["summary"]["tokens_per_s"])
     medians = {name: statistics.median(values) for name, values in speeds.items() if values}
-    first_name = next(iter(speeds))
+    first_name = against or next(iter(speeds))
     first = medians.get(first_name)
     paired = paired_ratios(infos, first_name)
-    lines = ["| config | runs | median tokens/s | range | vs first | paired vs first, mean (95% interval) |", "| --- | --- | --- | --- | --- | --- |"]
+    base = "first" if against is None else against
+    lines = [f"| config | runs | median tokens/s | range | vs {base} | paired vs {base}, mean (95% interval) |", "| --- | --- | --- | --- | --- | --- |"]
     for name, values in speeds.items():
         if name not in medians:
             lines.append(f"| {name} | 0 | | | | |")
@@ -301,11 +312,14 @@ def main():
     p.add_argument("--json", help="also write the runs' run.json records to this file")
     p.add_argument("--nanogpt", metavar="DIR", help="also run nanoGPT's train.py from this checkout, first in each round")
     p.add_argument("--summarize", nargs="+", metavar="JSON", help="run nothing: print the summary of the runs in these --json files")
+    p.add_argument("--against", metavar="LABEL", help="the run the summary's ratios are taken against, by its label in the table's first column (default: the first)")
     args = p.parse_args(argv)
     if args.summarize:
         if args.models or extra:
             usage_error("--summarize runs nothing: leave out the configs and the trainer flags")
-        print(summary(load_records(args.summarize)))
+        infos = load_records(args.summarize)
+        check_against(args.against, [label(info) for info in infos])
+        print(summary(infos, args.against))
         return
     args.models = args.models or list(MODEL_CONFIGS)
     unknown = [m for m in args.models if m not in MODEL_CONFIGS]
@@ -325,6 +339,8 @@ def main():
     if missing:
         usage_error(f"--trainer {missing[0]}: no such file")
     variants, trainers = args.variant or [""], args.trainer or [None]
+    sides = [(model, variant, trainer) for model in args.models for variant in variants for trainer in trainers]
+    check_against(args.against, [label({"model": model, "variant": variant, "trainer": trainer}) for model, variant, trainer in sides])
     # each row as soon as its config is measured, so a run cut short keeps what it measured
     print(f"measured {datetime.date.today()}, {args.steps} steps each, median of the steps after the 10th; batch = B x T x GPUs x accumulation\n")
     print("| config | params | GPU | batch | ms/step | tokens/s | MFU | peak memory (GiB) | first step (s) | SM clock (MHz) | power (W) | J/step per GPU |")
@@ -342,7 +358,6 @@ def main():
             Path(args.json).write_text(json.dumps(infos, indent=2) + "\n")
 
     with tempfile.TemporaryDirectory() as tmp:
-        sides = [(model, variant, trainer) for model in args.models for variant in variants for trainer in trainers]
         for round_number in range(1, args.repeat + 1):
             if args.nanogpt:
                 record(lambda: run_nanogpt(args.nanogpt, args.steps, extra, tmp), round_number)
@@ -350,7 +365,7 @@ def main():
                 named = {"trainer": trainer} if trainer else {}
                 record(lambda: dict(run(model, args.steps, args.nproc, [*extra, *shlex.split(variant)], Path(tmp) / "run", trainer or TRAINER), variant=variant, **named), round_number)
     if args.repeat > 1 or len(variants) > 1 or len(trainers) > 1 or args.nanogpt:
-        print(f"\n{summary(infos)}")
+        print(f"\n{summary(infos, args.against)}")
     if any("failed" in info for info in infos):
         sys.exit(1)
 

@@ -46,11 +46,11 @@ bench() {  # bench DIR NAME STEPS BENCH_ARGS...: one tools/bench_train.py run fr
     echo "$name ended at $(elapsed) s"
 }
 
-profile() {  # profile DIR NAME [CONFIG]: a step by kernel (tools/profile_train.py, TOP kernels listed, 60 unless set) from the tree in DIR, if time is left
+profile() {  # profile DIR NAME [CONFIG]: a step by kernel (tools/profile_train.py, TOP kernels listed, 60 unless set; NAME_WIDTH characters of their names, 90 unless set) from the tree in DIR, if time is left
     local budget=$(( $(left) - 5 ))
     if [ "$budget" -lt 60 ]; then echo "$2: skipped at $(elapsed) s"; return; fi
     with_data "$1"
-    (cd "$1" && timeout "$budget" python3 tools/profile_train.py --warmup 10 --timed 20 --steps 3 --top "${TOP:-60}" -- --model "${3:-d12}" $FLAGS > "$RESULTS/profile_$2.txt" 2>&1)
+    (cd "$1" && timeout "$budget" python3 tools/profile_train.py --warmup 10 --timed 20 --steps 3 --top "${TOP:-60}" --name_width "${NAME_WIDTH:-90}" -- --model "${3:-d12}" $FLAGS > "$RESULTS/profile_$2.txt" 2>&1)
     grep -E "first step|ms/step|^\| [a-zA-Z(]" "$RESULTS/profile_$2.txt" | head -12; echo "$2 ended at $(elapsed) s"
 }
 
@@ -64,11 +64,12 @@ inductor_log() {  # inductor_log DIR NAME LOGS: Inductor's TORCH_LOGS (output_co
     gzip -9 "$RESULTS/${3}_$2.txt"; echo "$3 log of $2 ended at $(elapsed) s"
 }
 
-pairs() {  # pairs NAME STEPS ROUNDS A B: configs A and B in paired rounds, every second one reversed (tools/bench_train.py --repeat), until the call's budget ends
+pairs() {  # pairs NAME STEPS ROUNDS A B [BENCH_ARGS...]: configs A and B (under each --trainer in BENCH_ARGS) in paired rounds, every second one reversed (tools/bench_train.py --repeat), until the call's budget ends
+    local name=$1 steps=$2 rounds=$3 a=$4 b=$5; shift 5
     local budget=$(( $(left) - 5 ))
-    if [ "$budget" -lt 120 ]; then echo "$1: skipped at $(elapsed) s"; return; fi
-    (timeout "$budget" python3 tools/bench_train.py "$4" "$5" --steps "$2" --repeat "$3" --json "$RESULTS/$1.json" -- $FLAGS | grep -E '^\| ')
-    echo "$1 ended at $(elapsed) s"
+    if [ "$budget" -lt 120 ]; then echo "$name: skipped at $(elapsed) s"; return; fi
+    (timeout "$budget" python3 tools/bench_train.py "$a" "$b" "$@" --steps "$steps" --repeat "$rounds" --json "$RESULTS/$name.json" -- $FLAGS | grep -E '^\| ')
+    echo "$name ended at $(elapsed) s"
 }
 
 # A profile plan's rule: the kernels a change touched, summed in each profile (tools/touched_kernels.py;

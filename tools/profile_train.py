@@ -51,6 +51,12 @@ def kind_of(name):
     return next((kind for kind, pattern in KERNEL_KINDS if pattern.search(name)), "other")
 
 
+def table_name(name, width):
+    """A kernel's name as its table row gives it: the first width characters (all where width is 0),
+    with any | in it, which would end the row's cell, written as /."""
+    return (name[:width] if width else name).replace("|", "/")
+
+
 def idle_gaps(spans):
     """The gaps in the GPU's timeline. spans: (start, end, name) of each kernel, in any order, and
     overlapping where streams run side by side. Returns (length, the kernel before, the kernel
@@ -111,9 +117,10 @@ def main():
     p.add_argument("--steps", type=int, default=3, help="steps under the profiler")
     p.add_argument("--top", type=int, default=25, help="kernels listed")
     p.add_argument("--trace", help="also write a Chrome trace (.json or .json.gz) of the profiled steps")
+    p.add_argument("--name_width", type=int, default=90, help="characters of each kernel's name listed (0: all; CuTe kernels' names end in their tiles)")
     args = p.parse_args(argv)
-    if args.warmup < 0 or args.timed < 1 or args.steps < 1:
-        m.usage_error("--warmup must not be negative; --timed and --steps must be at least 1")
+    if args.warmup < 0 or args.timed < 1 or args.steps < 1 or args.name_width < 0:
+        m.usage_error("--warmup and --name_width must not be negative; --timed and --steps must be at least 1")
     steps = TrainerSteps(trainer_argv)
     if not torch.cuda.is_available():
         sys.exit("error: this profiles GPU kernels; it needs a CUDA GPU")
@@ -160,7 +167,7 @@ def main():
         print(f"| {kind} | {ms:.2f} | {100 * ms / busy:.1f}% |")
     print("\n| top kernels | kind | launches/step | ms/step |\n| --- | --- | --- | --- |")
     for name, (ms, n) in sorted(per_name.items(), key=lambda kv: -kv[1][0])[: args.top]:
-        print(f"| {name[:90]} | {kind_of(name)} | {n / args.steps:g} | {ms:.3f} |")
+        print(f"| {table_name(name, args.name_width)} | {kind_of(name)} | {n / args.steps:g} | {ms:.3f} |")
     print("\n" + launch_calls([(e.name, e.time_range.elapsed_us()) for e in prof.events() if e.device_type == torch.autograd.DeviceType.CPU], args.steps))
     print_idle(idle_gaps([(e.time_range.start, e.time_range.end, e.name) for e in kernels]), args.steps, args.top)
     if args.trace:
