@@ -102,8 +102,52 @@ def test_scaled_takes_out_a_clock_that_slowed_every_kernel(tmp_path):
     assert out.stdout.splitlines()[-1].endswith("(0.9000); the touched rows without, scaled by that: 0.900 ms a step, 0.300 more than with the change")
 
 
+def test_watch_compares_a_kernel_the_change_slowed_without_renaming_it(tmp_path):
+    # one clock throughout; the change makes gemm_b's 1.0 into new_gemm's 0.5, and slows attention by 0.2
+    base = [("flash_attn_bwd", 12, 4.0), ("gemm_a", 12, 2.0), ("gemm_b", 12, 1.0)]
+    new = [("flash_attn_bwd", 12, 4.2), ("gemm_a", 12, 2.0), ("new_gemm", 12, 0.5)]
+    (tmp_path / "base.txt").write_text(profile_table(base))
+    (tmp_path / "new.txt").write_text(profile_table(new))
+    out = session(f"python3 tools/touched_kernels.py {tmp_path}/new.txt {tmp_path}/base.txt --scaled")
+    # unwatched, the slower attention reads as a slower clock and hides
+    assert out.stdout.splitlines()[-1].endswith("(1.0333); the touched rows without, scaled by that: 1.033 ms a step, 0.533 more than with the change")
+    out = session(f"python3 tools/touched_kernels.py {tmp_path}/new.txt {tmp_path}/base.txt --scaled --watch flash_attn")
+    assert out.stdout.splitlines()[-1] == ("rows in both profiles less those matching flash_attn: 2.000 ms a step with the change, 2.000 without (1.0000); "
+                                           "the touched and matching rows without, scaled by that: 5.000 ms a step, 0.300 more than with the change")
+    out = session(f"python3 tools/touched_kernels.py {tmp_path}/new.txt {tmp_path}/base.txt --scaled --watch '('")
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("touched_kernels.py: error: --watch '(': missing )")
+
+
 def test_touched_kernels_says_which_file_is_no_profile(tmp_path):
     (tmp_path / "log.txt").write_text("Traceback (most recent call last):\n")
     out = session(f"python3 tools/touched_kernels.py {tmp_path}/log.txt {tmp_path}/log.txt")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].endswith(f"{tmp_path}/log.txt: no table of kernels; is it tools/profile_train.py's output?")
+
+
+SCALED = "rows in both profiles: 47.505 ms a step with the change, 49.204 without (0.9655); the touched rows without, scaled by that: 13.664 ms a step, {} more than with the change\n"
+
+
+@pytest.mark.parametrize(
+    "saved, tests, decision",
+    [
+        ("0.404", "7 passed in 95.1s\nexit status 0\n", "."),
+        ("0.049", "7 passed in 95.1s\nexit status 0\n", ".base"),  # saves less than the rule's 0.05
+        ("-0.235", "7 passed in 95.1s\nexit status 0\n", ".base"),  # slower with the change
+        ("0.404", "1 failed, 6 passed in 95.1s\nexit status 1\n", ".base"),
+        ("0.404", "1 passed in 5.0s\nexit status 0\n", ".base"),  # fewer tests ran than the rule wants
+        ("0.404", "exit status 124\n", ".base"),  # cut off before any test finished
+    ],
+)
+def test_keep_rule_keeps_a_change_only_where_it_saves_enough_at_one_clock_and_the_tests_pass(tmp_path, saved, tests, decision):
+    (tmp_path / "touched.txt").write_text("with the change: ...\n" + SCALED.format(saved))
+    (tmp_path / "gpu_tests.txt").write_text(tests)
+    out = session(f"FLAGS=''; . tools/device_session.sh; RESULTS={tmp_path}; keep_rule 0.05 2")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == decision + "\n"
+
+
+def test_compare_profiles_runs_nothing_it_has_no_time_for(tmp_path):
+    out = session(f"LIMIT=30; FLAGS=''; . tools/device_session.sh; RESULTS={tmp_path}; compare_profiles .base d12_flash_mla 'mla'; keep_rule 0.05 2")
+    assert out.stdout.startswith("base: skipped at ") and "\nnew: skipped at " in out.stdout and "\ntests: skipped at " in out.stdout
+    assert out.stdout.endswith("\n.base\n")  # no profiles, no tests: the change is not kept

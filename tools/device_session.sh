@@ -76,4 +76,31 @@ pairs() {  # pairs NAME STEPS ROUNDS A B [BENCH_ARGS...]: configs A and B (under
 # --scaled compares them at one clock). The profiles list every kernel where TOP is set high enough (400).
 touched_kernels() { python3 tools/touched_kernels.py "$@"; }  # touched_kernels NEW BASE [--scaled]: two profile outputs, with the change and without
 
+# A profile plan's calls on one change: CONFIG's profile from the tree in BASE_DIR (profile_base.txt),
+# then from this one (profile_new.txt), every kernel listed; the rows the change touched, at one
+# clock (touched.txt); the GPU tests of tests/test_hopper_kernels.py that TESTS (-k) picks (gpu_tests.txt)
+compare_profiles() {  # compare_profiles BASE_DIR CONFIG TESTS
+    TOP=400 profile "$1" base "$2"
+    TOP=400 profile . new "$2"
+    touched_kernels "$RESULTS/profile_new.txt" "$RESULTS/profile_base.txt" --scaled > "$RESULTS/touched.txt"; cat "$RESULTS/touched.txt"
+    if [ "$(left)" -lt 60 ]; then echo "tests: skipped at $(elapsed) s"; echo "no time left" > "$RESULTS/gpu_tests.txt"; return; fi
+    (timeout $(( $(left) - 15 )) python3 -m pytest -q -p no:cacheprovider tests/test_hopper_kernels.py -k "$3" \
+        > "$RESULTS/gpu_tests.txt" 2>&1; echo "exit status $?" >> "$RESULTS/gpu_tests.txt")
+    tail -3 "$RESULTS/gpu_tests.txt"; echo "tests ended at $(elapsed) s"
+}
+
+# The profile plans' rule on compare_profiles' files: "." (keep the change) if the touched rows at
+# one clock are at least MS ms a step less with it and at least PASSED GPU tests passed with none
+# failing, else ".base"
+keep_rule() {  # keep_rule MS PASSED
+    python3 - "$RESULTS/touched.txt" "$RESULTS/gpu_tests.txt" "$1" "$2" <<'PY'
+import re, sys
+touched, tests = (open(path).read() for path in sys.argv[1:3])
+saved = re.search(r"scaled by that: [\d.]+ ms a step, (-?[\d.]+) more than with the change", touched)
+passed = re.search(r"(\d+) passed", tests)
+ok = "exit status 0" in tests and passed is not None and int(passed.group(1)) >= int(sys.argv[4])
+print("." if ok and saved is not None and float(saved.group(1)) >= float(sys.argv[3]) else ".base")
+PY
+}
+
 pack() { tar -czf "$OUT/results_$1.tgz" -C "$RESULTS" . ; }  # one file back, whatever the count of runs
