@@ -151,3 +151,14 @@ def test_compare_profiles_runs_nothing_it_has_no_time_for(tmp_path):
     out = session(f"LIMIT=30; FLAGS=''; . tools/device_session.sh; RESULTS={tmp_path}; compare_profiles .base d12_flash_mla 'mla'; keep_rule 0.05 2")
     assert out.stdout.startswith("base: skipped at ") and "\nnew: skipped at " in out.stdout and "\ntests: skipped at " in out.stdout
     assert out.stdout.endswith("\n.base\n")  # no profiles, no tests: the change is not kept
+
+
+def test_compare_profiles_compares_the_two_trees_profiles_watching_what_watch_names(tmp_path):
+    """With the profiler stood in by the x-grad plan's two profiles: touched.txt at one clock, FA4's
+    rows compared with the touched ones."""
+    d = f"docs/measurements/{MEASURED_PLANS[-1]}"
+    stand_in = f'profile() {{ cp {d}/profile_mla_$([ "$1" = . ] && echo new || echo base).txt "$RESULTS/profile_$2.txt"; }}'
+    out = session(f"FLAGS=''; . tools/device_session.sh; RESULTS={tmp_path}; {stand_in}; WATCH=flash_attn compare_profiles .base d12_flash_mla no_such_test")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "touched.txt").read_text().splitlines()[-1].endswith("the touched and matching rows without, scaled by that: 24.609 ms a step, 0.570 more than with the change")
+    assert "exit status 5" in (tmp_path / "gpu_tests.txt").read_text()  # pytest: no test selected

@@ -78,11 +78,12 @@ touched_kernels() { python3 tools/touched_kernels.py "$@"; }  # touched_kernels 
 
 # A profile plan's calls on one change: CONFIG's profile from the tree in BASE_DIR (profile_base.txt),
 # then from this one (profile_new.txt), every kernel listed; the rows the change touched, at one
-# clock (touched.txt); the GPU tests of tests/test_hopper_kernels.py that TESTS (-k) picks (gpu_tests.txt)
+# clock (touched.txt; where WATCH is set, the rows it matches compared with them: touched_kernels.py
+# --watch); the GPU tests of tests/test_hopper_kernels.py that TESTS (-k) picks (gpu_tests.txt)
 compare_profiles() {  # compare_profiles BASE_DIR CONFIG TESTS
     TOP=400 profile "$1" base "$2"
     TOP=400 profile . new "$2"
-    touched_kernels "$RESULTS/profile_new.txt" "$RESULTS/profile_base.txt" --scaled > "$RESULTS/touched.txt"; cat "$RESULTS/touched.txt"
+    touched_kernels "$RESULTS/profile_new.txt" "$RESULTS/profile_base.txt" --scaled ${WATCH:+--watch "$WATCH"} > "$RESULTS/touched.txt"; cat "$RESULTS/touched.txt"
     if [ "$(left)" -lt 60 ]; then echo "tests: skipped at $(elapsed) s"; echo "no time left" > "$RESULTS/gpu_tests.txt"; return; fi
     (timeout $(( $(left) - 15 )) python3 -m pytest -q -p no:cacheprovider tests/test_hopper_kernels.py -k "$3" \
         > "$RESULTS/gpu_tests.txt" 2>&1; echo "exit status $?" >> "$RESULTS/gpu_tests.txt")
