@@ -76,6 +76,9 @@ pairs() {  # pairs NAME STEPS ROUNDS A B [BENCH_ARGS...]: configs A and B (under
 # --scaled compares them at one clock). The profiles list every kernel where TOP is set high enough (400).
 touched_kernels() { python3 tools/touched_kernels.py "$@"; }  # touched_kernels NEW BASE [--scaled]: two profile outputs, with the change and without
 
+# the GPU tests of MLA's fast path (quack's projections, FlashAttention-4, the whole model), for compare_profiles' TESTS
+MLA_GPU_TESTS="test_mlas_rope_in_quacks_projections_matches_pytorchs_projections or test_mla_on_flash_attn4_matches_the_split_path or test_fast_kernels_and_pytorch_give_the_same_model and d12_flash_mla"
+
 # A profile plan's calls on one change: CONFIG's profile from the tree in BASE_DIR (profile_base.txt),
 # then from this one (profile_new.txt), every kernel listed; the rows the change touched, at one
 # clock (touched.txt; where WATCH is set, the rows it matches compared with them: touched_kernels.py

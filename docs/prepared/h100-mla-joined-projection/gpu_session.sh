@@ -9,13 +9,12 @@
 set -u
 FLAGS="--batch_size 32 --sequence_length 1024 --compile 1 --cuda_graphs 1"
 . tools/device_session.sh
-TESTS="test_mlas_rope_in_quacks_projections_matches_pytorchs_projections or test_mla_on_flash_attn4_matches_the_split_path or test_fast_kernels_and_pytorch_give_the_same_model and d12_flash_mla"
 
 case "${1:-}" in
 1)  stage_kernels
     card_at_rest ;;
 2)  install_kernels || exit 1
-    WATCH=flash_attn compare_profiles .base d12_flash_mla "$TESTS"
+    WATCH=flash_attn compare_profiles .base d12_flash_mla "$MLA_GPU_TESTS"
     keep_rule 0.05 2 | tee /tmp/kept "$RESULTS/kept.txt"
     pack 2 ;;
 3)  kernels_path
