@@ -1149,28 +1149,30 @@ def _(a, b, c, d):
 
 
 class QuackRopeQueriesLatent(torch.autograd.Function):
-    """MLA's queries and latent [c_kv ; k_rope] from x (B, T, C), each by a quack GEMM whose epilogue
-    rotates the rotary dims, their rows in rope_pairs_adjacent's order (the weights arrive
-    reordered). Backward: the rotary dims' gradients rotated back in place by quack, then x's
-    gradient as one GEMM accumulating onto the other, where autograd would add the two after them
-    in a kernel of its own. Weights are cast to autocast's dtype and get gradients in theirs."""
+    """MLA's queries and latent [c_kv ; k_rope] from x (B, T, C) by one quack GEMM on the two weights
+    joined, whose epilogue rotates the rotary dims, their rows in rope_pairs_adjacent's order (the
+    weights arrive reordered): alone, the latent's few columns fill a GEMM's tiles poorly. Both come
+    out as views of its output. Backward: the rotary dims' gradients rotated back in place by quack,
+    then x's gradient as one GEMM accumulating onto the other, where autograd would add the two
+    after them in a kernel of its own. Weights are cast to autocast's dtype and get gradients in
+    theirs."""
 
     @staticmethod
     def forward(ctx, x, w_q, w_latent, q_turns, latent_turns, cos, sin, heads):
-        ctx.param_dtype = w_q.dtype
+        ctx.param_dtype, ctx.q_width = w_q.dtype, w_q.size(0)
         dtype = autocast_dtype(x)
         B, T, _ = x.shape
-        rows, w_q, w_latent = x.to(dtype).flatten(0, 1), w_q.to(dtype), w_latent.to(dtype)
-        positions = row_positions(B, T, x.device)
+        rows, weight = x.to(dtype).flatten(0, 1), torch.cat((w_q, w_latent)).to(dtype)
         with torch.autocast("cuda", enabled=False):
-            q = torch.ops.train_gpt2_mod.quack_linear_rope(rows, w_q, None, positions, q_turns)
-            latent = torch.ops.train_gpt2_mod.quack_linear_rope(rows, w_latent, None, positions, latent_turns)
-        ctx.save_for_backward(rows, w_q, w_latent, cos, sin)
+            out = torch.ops.train_gpt2_mod.quack_linear_rope(rows, weight, None, row_positions(B, T, x.device), torch.cat((q_turns, latent_turns)))
+        ctx.save_for_backward(rows, weight, cos, sin)
+        q, latent = out.split((ctx.q_width, w_latent.size(0)), dim=-1)
         return q.view(B, T, heads, -1), latent.view(B, T, -1)
 
     @staticmethod
     def backward(ctx, grad_q, grad_latent):
-        rows, w_q, w_latent, cos, sin = ctx.saved_tensors
+        rows, weight, cos, sin = ctx.saved_tensors
+        w_q, w_latent = weight.split((ctx.q_width, weight.size(0) - ctx.q_width))
         B, T = grad_q.shape[:2]  # grad_q (B, T, H, qk_dim)
         rope = 2 * cos.size(-1)
         grad_q, grad_latent = grad_q.to(rows.dtype).contiguous(), grad_latent.to(rows.dtype).contiguous()
