@@ -390,10 +390,10 @@ def reference_quack_projections(monkeypatch):
 @pytest.mark.parametrize("fa4", [False, True])
 @pytest.mark.parametrize("compiled", [False, True])
 def test_mlas_rope_in_the_projections_equals_rope_after_them(fa4, compiled, reference_quack_projections, reference_fast_kernels):
-    """MLA's queries and latent by QuackRopeQueriesLatent (RoPE in both GEMMs' epilogues on rows made
-    adjacent alike, x's gradient from one GEMM accumulating onto the other) give the layer's output
-    and gradients of the PyTorch projections followed by RoPE, on FlashAttention-4 (stood in) and on
-    SDPA."""
+    """MLA's queries and latent by QuackRopeQueriesLatent (one GEMM on the two weights joined, RoPE
+    in its epilogue on rows made adjacent alike, x's gradient from one GEMM accumulating onto the
+    other) give the layer's output and gradients of the PyTorch projections followed by RoPE, on
+    FlashAttention-4 (stood in) and on SDPA."""
     config = dataclasses.replace(m.MODEL_CONFIGS["d12_flash_mla"], n_head=2, n_embd=64, block_size=32, kv_lora_rank=24, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=12)
     torch.manual_seed(0)
     attn = m.MultiHeadLatentAttention(config)

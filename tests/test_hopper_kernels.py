@@ -139,8 +139,8 @@ def test_rope_in_quacks_projection_matches_pytorchs_projection(window, compiled)
 @pytest.mark.skipif(FA4_REASON is not None or QUACK_REASON is not None, reason="needs flash-attn 4 and quack")
 @pytest.mark.parametrize("compiled", [False, True])
 def test_mlas_rope_in_quacks_projections_matches_pytorchs_projections(compiled):
-    """MLA's queries and latent with RoPE in quack's epilogues and x's gradient from one GEMM
-    accumulating onto the other (QuackQKV), then FA4: the layer's output and gradients of PyTorch's
+    """MLA's queries and latent from one quack GEMM with RoPE in its epilogue and x's gradient from
+    one GEMM accumulating onto the other (QuackQKV), then FA4: the layer's output and gradients of PyTorch's
     projections with RoPE after them, eagerly and compiled, and without grad."""
     torch.manual_seed(0)
     attn = m.MultiHeadLatentAttention(m.MODEL_CONFIGS["d12_flash_mla"]).cuda()
