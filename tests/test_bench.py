@@ -211,6 +211,13 @@ def test_bench_reports_a_failed_nanogpt_run_and_refuses_a_folder_that_is_not_a_c
         assert proc.returncode == 2 and proc.stderr.strip() == f"error: {message}"
 
 
+def test_bench_takes_its_ratios_against_nanogpt_by_its_label(tmp_path):
+    checkout = fake_nanogpt(tmp_path / "nanoGPT", tmp_path / "flags.txt", fail=True)
+    proc = bench("d12", "--steps", "20", "--nanogpt", str(checkout), "--against", "nanoGPT train.py", "--", *TINY_MODEL)
+    assert proc.returncode == 1, proc.stderr  # the failed nanoGPT run, not a refused --against
+    assert "| config | runs | median tokens/s | range | vs nanoGPT train.py | paired vs nanoGPT train.py, mean (95% interval) |" in proc.stdout
+
+
 @pytest.mark.parametrize("flags, message", [(["--steps", "5"], "--steps must be at least 20 (the first 10 steps are warm-up)"), (["--repeat", "0"], "--repeat must be at least 1, not 0"), (["--nproc", "0"], "--nproc must be at least 1, not 0"),
                                             (["--summarize", "a.json"], "--summarize runs nothing: leave out the configs and the trainer flags"),
                                             (["--trainer", "no_such_trainer.py"], "--trainer no_such_trainer.py: no such file"),

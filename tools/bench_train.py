@@ -340,7 +340,8 @@ def main():
         usage_error(f"--trainer {missing[0]}: no such file")
     variants, trainers = args.variant or [""], args.trainer or [None]
     sides = [(model, variant, trainer) for model in args.models for variant in variants for trainer in trainers]
-    check_against(args.against, [label({"model": model, "variant": variant, "trainer": trainer}) for model, variant, trainer in sides])
+    nanogpt = [NANOGPT] if args.nanogpt else []  # it runs first in each round
+    check_against(args.against, nanogpt + [label({"model": model, "variant": variant, "trainer": trainer}) for model, variant, trainer in sides])
     # each row as soon as its config is measured, so a run cut short keeps what it measured
     print(f"measured {datetime.date.today()}, {args.steps} steps each, median of the steps after the 10th; batch = B x T x GPUs x accumulation\n")
     print("| config | params | GPU | batch | ms/step | tokens/s | MFU | peak memory (GiB) | first step (s) | SM clock (MHz) | power (W) | J/step per GPU |")
