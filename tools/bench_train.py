@@ -225,15 +225,21 @@ def row(info):
     return f"| {label(info)} | {info['num_params'] / 1e6:.1f}M | {info['device']} x{info['world_size']} | {batch} | {s['median_step_ms']:.1f} | {s['tokens_per_s']:,.0f} | {mfu} | {mem} | {first} | {clock} | {power} | {energy} |"
 
 
-def paired_ratios(infos, first):
-    """Per config and variant, its tokens/s over first's in the same round, for each round where
-    both ran; runs without a round (records from before rounds were kept) pair with nothing."""
+def rounds_by_label(infos):
+    """Each round's tokens/s by run label, rounds in the order they ran; failed runs and runs
+    without a round (records from before rounds were kept) are left out."""
     rounds = {}
     for info in infos:
         if "failed" not in info and info.get("round") is not None:
             rounds.setdefault(info["round"], {})[label(info)] = info["summary"]["tokens_per_s"]
+    return list(rounds.values())
+
+
+def paired_ratios(infos, first):
+    """Per config and variant, its tokens/s over first's in the same round, for each round where
+    both ran."""
     ratios = {}
-    for runs in rounds.values():
+    for runs in rounds_by_label(infos):
         for name, value in runs.items():
             if first in runs:
                 ratios.setdefault(name, []).append(value / runs[first])
